@@ -1,0 +1,116 @@
+"""The embedder interface and the model registry.
+
+An :class:`Embedder` turns a decoded image (``(H, W)`` float32 in [0, 1], as returned by
+:func:`cohorts.images.load_image`) into a fixed-shape embedding in two steps, so that decoding and
+preprocessing can run in worker threads while the forward pass runs in the main thread:
+
+* :meth:`Embedder.preprocess` -- one image -> one model-ready ``torch.Tensor`` (e.g. ``(3, 518, 518)``);
+* :meth:`Embedder.forward` -- a stacked batch ``(B, ...)`` -> ``(B, *info.output_shape)`` float32.
+
+Model families register a factory with :func:`register`; users get one with :func:`get_embedder`.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Registry metadata of one model (in the spirit of torchxrayvision's model registry)."""
+
+    name: str                          # registry key, e.g. "rad-dino"
+    version: str                       # release / revision the adapter reproduces
+    output_shape: tuple[int, ...]      # per image, e.g. (768,) or (32, 768)
+    input_size: int | None             # square side after preprocessing (None: not an image model)
+    mean: tuple[float, ...] = ()       # normalization applied in preprocess
+    std: tuple[float, ...] = ()
+    resize: str = ""                   # e.g. "shortest side 518 bicubic + centre crop 518"
+    weights_source: str = ""           # where users get the weights (HF repo id, URL, "none")
+    license: str = ""                  # licence / gating note shown in errors and the README
+    sha256: str | None = None          # expected checksum of the main weights file, when fixed
+    notes: str = ""
+    token_names: tuple[str, ...] = field(default=())  # optional names of multi-token outputs
+
+
+class Embedder(abc.ABC):
+    """Base class: subclasses set ``info`` and implement ``preprocess`` and ``forward``."""
+
+    info: ModelInfo
+
+    def __init__(self) -> None:
+        self.device = torch.device("cpu")
+        self.half = False
+        self.weights_sha256: str | None = None   # sha256 of the weights actually loaded
+
+    @abc.abstractmethod
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """One ``(H, W)`` float32 image in [0, 1] -> one model-ready tensor (CPU, float32)."""
+
+    @abc.abstractmethod
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """A batch of preprocessed tensors ``(B, ...)`` -> embeddings ``(B, *info.output_shape)`` float32 on CPU."""
+
+    def to(self, device: str | torch.device = "cpu", *, half: bool = False) -> "Embedder":
+        """Move the model (if any) to ``device``; ``half`` enables float16 on GPU only."""
+        self.device = torch.device(device)
+        self.half = bool(half and self.device.type == "cuda")
+        return self
+
+    def provenance(self) -> dict[str, object]:
+        """Attributes stamped on the store group this embedder writes."""
+        info = self.info
+        return {
+            "model": info.name, "model_version": info.version, "output_shape": list(info.output_shape),
+            "input_size": info.input_size, "mean": list(info.mean), "std": list(info.std),
+            "resize": info.resize, "weights_source": info.weights_source, "license": info.license,
+            "weights_sha256": self.weights_sha256,
+        }
+
+
+EmbedderFactory = Callable[..., Embedder]
+_REGISTRY: dict[str, tuple[ModelInfo, EmbedderFactory]] = {}
+
+
+def register(info: ModelInfo) -> Callable[[EmbedderFactory], EmbedderFactory]:
+    """Decorator: register ``factory(weights: Path | None, **options) -> Embedder`` under ``info.name``."""
+
+    def deco(factory: EmbedderFactory) -> EmbedderFactory:
+        if info.name in _REGISTRY:
+            raise ValueError(f"embedder {info.name!r} registered twice")
+        _REGISTRY[info.name] = (info, factory)
+        return factory
+
+    return deco
+
+
+def available_models() -> dict[str, ModelInfo]:
+    """Registered models and their metadata."""
+    _load_builtin_families()
+    return {name: info for name, (info, _) in sorted(_REGISTRY.items())}
+
+
+def get_embedder(name: str, *, weights: str | Path | None = None, **options: object) -> Embedder:
+    """Build the embedder ``name``, loading weights from ``weights`` (a local dir or file) when it needs them."""
+    _load_builtin_families()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown embedder {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    _, factory = _REGISTRY[name]
+    return factory(Path(weights) if weights is not None else None, **options)
+
+
+def _load_builtin_families() -> None:
+    """Import the modules that register the built-in model families (idempotent)."""
+    import importlib
+
+    for module in BUILTIN_FAMILIES:
+        importlib.import_module(module)
+
+
+# One module per model family; each registers itself on import. Add new families here.
+BUILTIN_FAMILIES: list[str] = []
