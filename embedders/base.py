@@ -113,4 +113,4 @@ def _load_builtin_families() -> None:
 
 
 # One module per model family; each registers itself on import. Add new families here.
-BUILTIN_FAMILIES: list[str] = []
+BUILTIN_FAMILIES: list[str] = ["embedders.baselines", "embedders.foundation"]

@@ -1,0 +1,1 @@
+"""Foundation-model adapters (one module per family); importing this package registers them."""
