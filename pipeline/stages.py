@@ -1,0 +1,66 @@
+"""The five stages the pipeline chains, and how each one is called.
+
+Each stage is imported lazily by dotted name, so the pipeline knows stages only through their
+public ``run_<stage>`` function and config model (docs/data-contracts.md), never their internals.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage: its config section, config model, entry point and output folder."""
+
+    name: str                 # config section and output folder name
+    package: str              # package whose source is part of the stage's cache key
+    config_model: str         # "module:Class"
+    entry: str                # "module:function"
+    inputs: Callable[[Path], dict[str, Path | None]]  # run folder -> keyword inputs of the entry point
+    optional: bool = False    # a section that may be left out of the config
+
+    def load_model(self) -> type[BaseModel]:
+        """The stage's pydantic config class."""
+        return _resolve(self.config_model)
+
+    def entry_point(self) -> Callable[..., dict[str, Path]]:
+        """The stage's ``run_<stage>(cfg, *, ..., out)`` function."""
+        return _resolve(self.entry)
+
+    def out_dir(self, run_dir: Path) -> Path:
+        """Folder this stage writes inside the run folder."""
+        return run_dir / self.name
+
+
+def _resolve(spec: str) -> Any:
+    module, attr = spec.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def store_path(run_dir: Path) -> Path:
+    """The run's embedding store."""
+    return run_dir / "embedders" / "embeddings.zarr"
+
+
+def _selection(run_dir: Path) -> Path | None:
+    path = run_dir / "benchmarks" / "selection.json"
+    return path if path.is_file() else None
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("cohorts", "cohorts", "cohorts.config:CohortsConfig", "cohorts.run:run_cohorts",
+          lambda run: {}),
+    Stage("embedders", "embedders", "embedders.config:EmbeddersConfig", "embedders.run:run_embedders",
+          lambda run: {"manifest": run / "cohorts" / "manifest.parquet", "store": store_path(run)}),
+    Stage("benchmarks", "benchmarks", "benchmarks.config:BenchmarksConfig", "benchmarks.run:run_benchmarks",
+          lambda run: {"cohort": run / "cohorts", "store": store_path(run)}, optional=True),
+    Stage("fusion", "fusion", "fusion.config:FusionConfig", "fusion.run:run_fusion",
+          lambda run: {"cohort": run / "cohorts", "store": store_path(run), "selection": _selection(run)}),
+    Stage("clustering", "clustering", "clustering.config:ClusteringConfig", "clustering.run:run_clustering",
+          lambda run: {"cohort": run / "cohorts", "latents": run / "fusion" / "latents.zarr"}),
+)
