@@ -1,0 +1,124 @@
+"""Config of the fusion stage (multimodal VAE), validated on load.
+
+Load with ``cohorts.config.load_config(path, FusionConfig)`` for a fusion YAML, or with
+``section="fusion"`` for a composed pipeline config (:func:`load_fusion_config` detects which).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from cohorts.config import ConfigError, StrictModel, read_yaml, validate_config
+from fusion.survival_config import SurvivalConfig
+
+SerialPolicy = Literal["first_within_window", "last", "all"]
+
+
+class CXRInputConfig(StrictModel):
+    """Which CXR embeddings feed the model and how serial images of one patient are chosen."""
+
+    model: str | None = None                 # store group; None: taken from --selection selection.json
+    augmentation: str = "original"
+    serial: SerialPolicy = "first_within_window"
+    window_days: tuple[float, float] = (-1.0, 3.0)   # [lo, hi] offset_days for first_within_window
+    max_images: int = Field(8, ge=1)         # "all": keep at most the last max_images per patient
+    pooling: Literal["mean", "attention"] = "attention"   # over tokens (and images) of one patient
+    likelihood: Literal["gaussian", "cosine"] = "gaussian"
+
+    @model_validator(mode="after")
+    def _window_ordered(self) -> "CXRInputConfig":
+        lo, hi = self.window_days
+        if lo > hi:
+            raise ValueError(f"window_days must be [lo, hi] with lo <= hi, got {list(self.window_days)}")
+        return self
+
+
+class ClinicalInputConfig(StrictModel):
+    """Clinical table encoding (columns with role ``feature`` in clinical_schema.json)."""
+
+    columns: list[str] | None = None         # None: every role=feature column of the schema
+    exclude: list[str] = Field(default_factory=list)
+    out_of_range: Literal["error", "mask"] = "error"   # "mask": out-of-range values become missing (counted)
+
+
+class ModelConfig(StrictModel):
+    """Network sizes and the joint-latent options."""
+
+    latent_dim: int = Field(16, ge=1)
+    hidden: int = Field(128, ge=4)
+    n_layers: int = Field(2, ge=1)
+    attention_heads: int = Field(4, ge=1)
+    unimodal_elbo: bool = True               # MVAE-style: also fit each single-modality posterior
+    cxr_weight: float = Field(1.0, ge=0)     # reconstruction weight of the CXR branch
+    clinical_weight: float = Field(1.0, ge=0)
+
+
+class KLConfig(StrictModel):
+    """beta-VAE weight of the KL term with linear annealing from 0."""
+
+    beta: float = Field(1.0, ge=0)
+    warmup_steps: int = Field(500, ge=0)     # 0: constant beta
+
+
+class TrainConfig(StrictModel):
+    """Generic optax training loop options (shared with the survival head)."""
+
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_steps: int = Field(50, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    grad_clip: float = Field(1.0, gt=0)
+    batch_size: int = Field(128, ge=1)
+    max_epochs: int = Field(200, ge=1)
+    patience: int = Field(20, ge=1)          # epochs without val improvement before stopping
+    min_delta: float = Field(0.0, ge=0)
+    checkpoint_every: int = Field(10, ge=1)  # epochs
+
+
+class SplitConfig(StrictModel):
+    """Patient-grouped split: train (fit), val (early stopping), test (held-out evaluation)."""
+
+    val_fraction: float = Field(0.15, ge=0, lt=1)
+    test_fraction: float = Field(0.15, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "SplitConfig":
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
+        return self
+
+
+class EvaluationConfig(StrictModel):
+    """Held-out probes of the latent against ``truth`` columns, and single-modality ablations."""
+
+    truth_columns: list[str] | None = None   # None: every role=truth column present
+    probes: list[Literal["knn", "logistic"]] = Field(default_factory=lambda: ["knn", "logistic"])
+    knn_k: int = Field(15, ge=1)
+    ablations: bool = True                   # also train clinical-only and CXR-only VAEs
+
+
+class FusionConfig(StrictModel):
+    """Top-level fusion stage config."""
+
+    seed: int = 0
+    cxr: CXRInputConfig = Field(default_factory=CXRInputConfig)
+    clinical: ClinicalInputConfig = Field(default_factory=ClinicalInputConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    kl: KLConfig = Field(default_factory=KLConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    survival: SurvivalConfig = Field(default_factory=SurvivalConfig)
+
+
+def load_fusion_config(path: str | Path) -> FusionConfig:
+    """Load a fusion YAML or the ``fusion`` section of a composed pipeline config."""
+    data = read_yaml(path)
+    if "fusion" in data:
+        section = data["fusion"] or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"config {path}: section 'fusion' must be a mapping")
+        return validate_config(section, FusionConfig, source=f"{path} [fusion]")
+    return validate_config(data, FusionConfig, source=str(path))

@@ -1,0 +1,225 @@
+"""Flax (linen) network of the multimodal VAE: encoders, product-of-experts latent, decoders, loss.
+
+Batch layout (every array has the batch axis first, see :func:`fusion.model.make_arrays`):
+
+* ``cxr`` (B, L, D) float32 CXR tokens (images x tokens flattened), ``cxr_tokens`` (B, L) bool,
+  ``cxr_target`` (B, D) standardized mean token (what the CXR decoder reconstructs),
+  ``cxr_present`` (B,) float32;
+* ``clin_values`` (B, C) float32, ``clin_mask`` (B, C) float32, ``clin_present`` (B,) float32;
+* ``weight`` (B,) float32: 1 for real rows, 0 for padding rows.
+
+The joint posterior is a product of Gaussian experts including the standard-normal prior expert;
+a modality a patient lacks is left out of the product, so a patient with no data at all gets the
+prior. Missing clinical values are zeroed with ``jnp.where`` before the encoder and excluded from
+the likelihood, so the loss and its gradient do not depend on them.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from fusion.clinical import ClinicalLayout
+
+LOGVAR_CLIP = 8.0
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+class MLP(nn.Module):
+    """Dense layers with GELU and LayerNorm between them (none after the last)."""
+
+    features: Sequence[int]
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for i, f in enumerate(self.features):
+            x = nn.Dense(f)(x)
+            if i < len(self.features) - 1:
+                x = nn.gelu(nn.LayerNorm()(x))
+        return x
+
+
+class GaussianHead(nn.Module):
+    """Hidden vector -> (mu, logvar) of a diagonal Gaussian expert."""
+
+    latent_dim: int
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> tuple[jax.Array, jax.Array]:
+        mu = nn.Dense(self.latent_dim)(h)
+        logvar = jnp.clip(nn.Dense(self.latent_dim)(h), -LOGVAR_CLIP, LOGVAR_CLIP)
+        return mu, logvar
+
+
+class TokenPool(nn.Module):
+    """Masked pooling of tokens (B, L, D) -> (B, H): mean of projected tokens or attention with a learned query."""
+
+    hidden: int
+    heads: int
+    mode: str = "attention"
+
+    @nn.compact
+    def __call__(self, tokens: jax.Array, mask: jax.Array) -> jax.Array:
+        h = nn.Dense(self.hidden)(tokens)
+        m = mask.astype(h.dtype)
+        if self.mode == "mean":
+            return (h * m[..., None]).sum(1) / jnp.maximum(m.sum(1, keepdims=True), 1.0)
+        query = self.param("query", nn.initializers.normal(0.02), (1, 1, self.hidden))
+        query = jnp.broadcast_to(query, (h.shape[0], 1, self.hidden))
+        # a row without any token attends to all (finite output); its expert is dropped by cxr_present
+        attn_mask = (mask | ~mask.any(1, keepdims=True))[:, None, None, :]
+        out = nn.MultiHeadDotProductAttention(num_heads=self.heads, qkv_features=self.hidden)(
+            query, h, mask=attn_mask)
+        return nn.LayerNorm()(out[:, 0])
+
+
+def product_of_experts(mus: Sequence[jax.Array], logvars: Sequence[jax.Array],
+                       present: Sequence[jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """Gaussian product of the N(0, I) prior and the experts with ``present`` (B,) == 1 -> (mu, logvar)."""
+    precision = jnp.ones_like(mus[0])
+    weighted = jnp.zeros_like(mus[0])
+    for mu, lv, p in zip(mus, logvars, present):
+        on = p[:, None] > 0
+        prec = jnp.where(on, jnp.exp(-lv), 0.0)
+        precision = precision + prec
+        weighted = weighted + jnp.where(on, mu, 0.0) * prec
+    return weighted / precision, -jnp.log(precision)
+
+
+class FusionModule(nn.Module):
+    """Multimodal VAE network: CXR and clinical encoders, PoE latent, per-type decoders."""
+
+    layout: ClinicalLayout
+    cxr_dim: int
+    latent_dim: int = 16
+    hidden: int = 128
+    n_layers: int = 2
+    heads: int = 4
+    pooling: str = "attention"
+    cxr_likelihood: str = "gaussian"
+
+    def setup(self) -> None:
+        body = [self.hidden] * self.n_layers
+        self.cxr_pool = TokenPool(self.hidden, self.heads, self.pooling)
+        self.cxr_body = MLP(body)
+        self.cxr_head = GaussianHead(self.latent_dim)
+        self.clin_body = MLP(body)
+        self.clin_head = GaussianHead(self.latent_dim)
+        self.cxr_dec = MLP(body + [max(self.cxr_dim, 1)])
+        self.clin_dec = MLP(body + [max(self.layout.width, 1)])
+        self.clin_logsigma = self.param("clin_logsigma", nn.initializers.zeros, (self.layout.n_continuous,))
+        self.cxr_logsigma = self.param("cxr_logsigma", nn.initializers.zeros, (max(self.cxr_dim, 1),))
+
+    # --------------------------------------------------------------- inference
+    def experts(self, batch: dict[str, jax.Array]) -> dict[str, tuple[jax.Array, jax.Array, jax.Array]]:
+        """Per-modality experts ``{name: (mu, logvar, present)}`` (B, latent_dim) each."""
+        pooled = self.cxr_pool(batch["cxr"], batch["cxr_tokens"])
+        cxr_mu, cxr_lv = self.cxr_head(nn.gelu(self.cxr_body(pooled)))
+        on = batch["clin_mask"] > 0
+        clin_in = jnp.concatenate([jnp.where(on, batch["clin_values"], 0.0), on.astype(jnp.float32)], -1)
+        clin_mu, clin_lv = self.clin_head(nn.gelu(self.clin_body(clin_in)))
+        return {"cxr": (cxr_mu, cxr_lv, batch["cxr_present"]),
+                "clinical": (clin_mu, clin_lv, batch["clin_present"])}
+
+    def posterior(self, batch: dict[str, jax.Array], *, use: Sequence[str] = ("cxr", "clinical")) -> tuple[jax.Array, jax.Array]:
+        """PoE posterior (mu, logvar) over the modalities in ``use`` that each patient has."""
+        ex = self.experts(batch)
+        chosen = [ex[m] for m in use]
+        return product_of_experts([e[0] for e in chosen], [e[1] for e in chosen], [e[2] for e in chosen])
+
+    # --------------------------------------------------------------- generative
+    def reconstruction_nll(self, z: jax.Array, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """Per-patient negative log-likelihoods ``{"cxr": (B,), "clinical": (B,)}`` of the observed data."""
+        return {"cxr": self._cxr_nll(self.cxr_dec(z), batch) * batch["cxr_present"],
+                "clinical": self._clinical_nll(self.clin_dec(z), batch)}
+
+    def _cxr_nll(self, pred: jax.Array, batch: dict[str, jax.Array]) -> jax.Array:
+        target = batch["cxr_target"]
+        if self.cxr_likelihood == "cosine":
+            cos = (pred * target).sum(-1) / (jnp.linalg.norm(pred, axis=-1) * jnp.linalg.norm(target, axis=-1) + 1e-6)
+            return self.cxr_dim * (1.0 - cos)
+        return _gaussian_nll(target, pred, self.cxr_logsigma).sum(-1)
+
+    def _clinical_nll(self, out: jax.Array, batch: dict[str, jax.Array]) -> jax.Array:
+        lay = self.layout
+        on = batch["clin_mask"] > 0
+        x = jnp.where(on, batch["clin_values"], 0.0)
+        nc, nb = lay.n_continuous, lay.n_binary
+        per_col = jnp.zeros_like(x)
+        if nc:
+            per_col = per_col.at[:, :nc].set(_gaussian_nll(x[:, :nc], out[:, :nc], self.clin_logsigma))
+        if nb:
+            logits = out[:, nc:nc + nb]
+            per_col = per_col.at[:, nc:nc + nb].set(
+                jnp.logaddexp(0.0, logits) - x[:, nc:nc + nb] * logits)   # BCE with logits
+        start = nc + nb
+        for size in lay.categorical_sizes:
+            sl = slice(start, start + size)
+            logp = jax.nn.log_softmax(out[:, sl], axis=-1)
+            # one-hot target: the NLL lands on the observed category's column only
+            per_col = per_col.at[:, sl].set(-x[:, sl] * logp)
+            start += size
+        return jnp.where(on, per_col, 0.0).sum(-1)
+
+    def __call__(self, batch: dict[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
+        """Joint posterior, one reparameterized sample, and its reconstruction NLLs (for init / inspection)."""
+        mu, logvar = self.posterior(batch)
+        z = mu + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mu.shape)
+        return {"mu": mu, "logvar": logvar, **self.reconstruction_nll(z, batch)}
+
+
+def _gaussian_nll(x: jax.Array, mean: jax.Array, logsigma: jax.Array) -> jax.Array:
+    return 0.5 * ((x - mean) * jnp.exp(-logsigma)) ** 2 + logsigma + 0.5 * _LOG_2PI
+
+
+def kl_standard_normal(mu: jax.Array, logvar: jax.Array) -> jax.Array:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per row (B,)."""
+    return 0.5 * (jnp.exp(logvar) + mu ** 2 - 1.0 - logvar).sum(-1)
+
+
+def kl_weight(step: jax.Array, *, beta: float, warmup_steps: int) -> jax.Array:
+    """Linear KL annealing: 0 at step 0 up to ``beta`` at ``warmup_steps`` (constant when 0)."""
+    if warmup_steps <= 0:
+        return jnp.asarray(beta, jnp.float32)
+    return beta * jnp.minimum(1.0, step.astype(jnp.float32) / warmup_steps)
+
+
+def elbo_loss(module: FusionModule, params: dict, batch: dict[str, jax.Array], rng: jax.Array, step: jax.Array, *,
+              beta: float, warmup_steps: int, unimodal_elbo: bool, cxr_weight: float = 1.0,
+              clinical_weight: float = 1.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Weighted mean negative ELBO over the batch (+ the single-modality ELBOs when ``unimodal_elbo``).
+
+    Each subset's posterior reconstructs every modality the patient has (cross-modal terms), which
+    trains the single-modality experts to stand in for the joint one when a modality is missing.
+    Returns ``(loss, metrics)`` with the joint ELBO's parts as per-patient weighted means.
+    """
+    subsets = [("cxr", "clinical")] + ([("cxr",), ("clinical",)] if unimodal_elbo else [])
+    beta_t = kl_weight(step, beta=beta, warmup_steps=warmup_steps)
+    w = batch["weight"]
+    denom = jnp.maximum(w.sum(), 1.0)
+
+    def terms(mod: FusionModule) -> list[tuple[jax.Array, dict[str, jax.Array], jax.Array]]:
+        ex = mod.experts(batch)
+        out = []
+        for i, subset in enumerate(subsets):
+            chosen = [ex[m] for m in subset]
+            mu, lv = product_of_experts([e[0] for e in chosen], [e[1] for e in chosen], [e[2] for e in chosen])
+            z = mu + jnp.exp(0.5 * lv) * jax.random.normal(jax.random.fold_in(rng, i), mu.shape)
+            rec = mod.reconstruction_nll(z, batch)
+            # a subset none of whose modalities the patient has is just the prior: skip it
+            has = jnp.max(jnp.stack([e[2] for e in chosen]), axis=0)
+            out.append((has, rec, kl_standard_normal(mu, lv)))
+        return out
+
+    parts = nn.apply(terms, module)({"params": params})
+    loss = jnp.zeros(())
+    for has, rec, kl in parts:
+        per = cxr_weight * rec["cxr"] + clinical_weight * rec["clinical"] + beta_t * kl
+        loss = loss + (w * has * per).sum() / denom
+    _, rec, kl = parts[0]
+    metrics = {"rec_cxr": (w * rec["cxr"]).sum() / denom, "rec_clinical": (w * rec["clinical"]).sum() / denom,
+               "kl": (w * kl).sum() / denom, "beta": beta_t}
+    return loss, metrics

@@ -1,0 +1,224 @@
+"""Generic optax training loop: AdamW + schedule + clipping, jitted steps, early stopping, resumable checkpoints.
+
+Used by the VAE (:mod:`fusion.model`) and the survival head. A model supplies
+
+``loss_fn(params, batch, rng, step) -> (scalar loss, {name: scalar metric})``
+
+where ``batch`` is a dict of arrays with the batch axis first and always holds ``weight`` (B,):
+1 for real rows, 0 for the rows that pad the last batch of an epoch (the loss must weight rows by
+it). Batches are sharded over all local devices (``jax.sharding`` mesh axis ``"data"``), params are
+replicated, so the same code runs on one CPU, a GPU or a TPU slice.
+
+Determinism: epoch ``e`` visits rows in ``np.random.default_rng([seed, e]).permutation``; the step's
+PRNG key is ``fold_in(PRNGKey(seed), step)``. A checkpoint holds params, optimizer state, the best
+params and the early-stopping state, so training N epochs, saving, loading and training N more gives
+the same parameters as training 2N epochs in one go.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import numpy as np
+import optax
+from flax import serialization
+from flax.training.train_state import TrainState
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
+
+from fusion.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+Batch = dict[str, Any]
+LossFn = Callable[[Any, Batch, jax.Array, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+STATE_FILE = "state.msgpack"
+META_FILE = "meta.json"
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`: the best params (by val loss) and the per-epoch history."""
+
+    params: Any
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val: float = float("inf")
+    epochs_run: int = 0
+    stopped_early: bool = False
+    finished: bool = False           # False when ``stop_after_epochs`` interrupted the run
+
+
+def make_optimizer(cfg: TrainConfig, *, total_steps: int) -> optax.GradientTransformation:
+    """Global-norm clipping then AdamW with linear warmup and cosine decay (or constant) learning rate."""
+    warmup = min(cfg.warmup_steps, max(total_steps - 1, 0))
+    if cfg.schedule == "cosine":
+        lr = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, warmup, max(total_steps, warmup + 1))
+    else:
+        lr = optax.join_schedules([optax.linear_schedule(0.0, cfg.learning_rate, max(warmup, 1)),
+                                   optax.constant_schedule(cfg.learning_rate)], [warmup])
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
+                       optax.adamw(lr, weight_decay=cfg.weight_decay))
+
+
+def data_mesh() -> Mesh:
+    """1-D mesh over all local devices, axis ``"data"``."""
+    return Mesh(np.array(jax.devices()), ("data",))
+
+
+def device_batch_size(batch_size: int, n_rows: int, n_devices: int) -> int:
+    """Batch size used: at most ``n_rows`` (rounded up), and a multiple of the device count."""
+    b = max(1, min(batch_size, n_rows))
+    return -(-b // n_devices) * n_devices
+
+
+def iterate_batches(arrays: Batch, *, batch_size: int, order: np.ndarray) -> Any:
+    """Yield host batches in ``order``; the last one is padded with weight-0 copies of row ``order[0]``."""
+    n = len(order)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        weight = np.ones(batch_size, np.float32)
+        if len(idx) < batch_size:
+            weight[len(idx):] = 0.0
+            idx = np.concatenate([idx, np.full(batch_size - len(idx), order[0])])
+        batch = {k: v[idx] for k, v in arrays.items()}
+        batch["weight"] = weight
+        yield batch
+
+
+def _n_rows(arrays: Batch) -> int:
+    sizes = {k: len(v) for k, v in arrays.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"all arrays must share the leading axis, got {sizes}")
+    return next(iter(sizes.values()))
+
+
+def fit(loss_fn: LossFn, params: Any, train: Batch, val: Batch | None, *, cfg: TrainConfig, seed: int,
+        checkpoint_dir: str | Path | None = None, stop_after_epochs: int | None = None,
+        eval_fn: LossFn | None = None, progress: bool = True) -> FitResult:
+    """Train ``params`` on ``train`` (dict of (N, ...) numpy arrays), early-stopping on ``val``.
+
+    ``checkpoint_dir``: state is saved there every ``cfg.checkpoint_every`` epochs and at the end,
+    and an existing checkpoint of the same run is resumed. ``stop_after_epochs``: run at most this
+    many epochs in this call (time-budgeted or preemptible jobs; resume later from the checkpoint).
+    ``eval_fn`` (default ``loss_fn``) scores ``val`` with a fixed PRNG key.
+    """
+    mesh = data_mesh()
+    n_dev = mesh.devices.size
+    n_train = _n_rows(train)
+    bs = device_batch_size(cfg.batch_size, n_train, n_dev)
+    steps_per_epoch = -(-n_train // bs)
+    total_steps = steps_per_epoch * cfg.max_epochs
+    tx = make_optimizer(cfg, total_steps=total_steps)
+    repl = NamedSharding(mesh, PartitionSpec())
+    rows = NamedSharding(mesh, PartitionSpec("data"))
+    state = TrainState.create(apply_fn=None, params=params, tx=tx)
+    fingerprint = {"seed": seed, "n_train": n_train, "batch_size": bs, "train": cfg.model_dump(mode="json")}
+
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    best_params, meta = state.params, {"epoch": 0, "best_val": float("inf"), "best_epoch": -1, "bad_epochs": 0,
+                                       "history": [], "stopped_early": False}
+    if ckpt is not None and (ckpt / META_FILE).is_file():
+        state, best_params, meta = load_checkpoint(ckpt, state, expect=fingerprint)
+        log.info("resumed %s at epoch %d", ckpt, meta["epoch"])
+    state, best_params = jax.device_put((state, best_params), repl)
+    key = jax.random.PRNGKey(seed)
+    eval_key = jax.random.fold_in(key, 2**31 - 1)   # fixed; no training step reaches this index
+    score = eval_fn or loss_fn
+
+    @jax.jit
+    def train_step(st: TrainState, batch: Batch) -> tuple[TrainState, jax.Array, dict[str, jax.Array]]:
+        rng = jax.random.fold_in(key, st.step)
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(st.params, batch, rng, st.step)
+        return st.apply_gradients(grads=grads), loss, metrics
+
+    @jax.jit
+    def eval_step(p: Any, batch: Batch, step: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        return score(p, batch, eval_key, step)
+
+    def evaluate(p: Any, arrays: Batch) -> dict[str, float]:
+        n = _n_rows(arrays)
+        vbs = device_batch_size(cfg.batch_size, n, n_dev)
+        sums: dict[str, float] = {}
+        for batch in iterate_batches(arrays, batch_size=vbs, order=np.arange(n)):
+            w = float(batch["weight"].sum())
+            loss, metrics = eval_step(p, jax.device_put(batch, rows), state.step)
+            for k, v in {"loss": loss, **metrics}.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * w
+        return {k: v / n for k, v in sums.items()}
+
+    start = meta["epoch"]
+    end = cfg.max_epochs if stop_after_epochs is None else min(cfg.max_epochs, start + stop_after_epochs)
+    done = meta["stopped_early"] or start >= cfg.max_epochs
+    bar = tqdm(range(start, end), desc="train", unit="epoch", disable=not progress or done)
+    for epoch in bar:
+        if done:
+            break
+        order = np.random.default_rng([seed, epoch]).permutation(n_train)
+        tot, cnt = 0.0, 0.0
+        for batch in iterate_batches(train, batch_size=bs, order=order):
+            state, loss, _ = train_step(state, jax.device_put(batch, rows))
+            w = float(batch["weight"].sum())
+            tot, cnt = tot + float(loss) * w, cnt + w
+        record = {"epoch": epoch + 1, "step": int(state.step), "train_loss": tot / cnt}
+        if val is not None and _n_rows(val):
+            record.update({f"val_{k}": v for k, v in evaluate(state.params, val).items()})
+        current = record.get("val_loss", record["train_loss"])
+        meta["history"].append(record)
+        meta["epoch"] = epoch + 1
+        if current < meta["best_val"] - cfg.min_delta:
+            meta.update(best_val=current, best_epoch=epoch + 1, bad_epochs=0)
+            best_params = state.params
+        else:
+            meta["bad_epochs"] += 1
+        if meta["bad_epochs"] >= cfg.patience:
+            meta["stopped_early"] = done = True
+            log.info("early stop at epoch %d (best epoch %d, val %.4f)", epoch + 1, meta["best_epoch"], meta["best_val"])
+        bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{current:.3f}")
+        if ckpt is not None and ((epoch + 1) % cfg.checkpoint_every == 0 or done or epoch + 1 == end):
+            save_checkpoint(ckpt, state, best_params, meta, fingerprint=fingerprint)
+    finished = meta["stopped_early"] or meta["epoch"] >= cfg.max_epochs
+    return FitResult(params=jax.device_get(best_params), history=list(meta["history"]), best_epoch=meta["best_epoch"],
+                     best_val=meta["best_val"], epochs_run=meta["epoch"], stopped_early=meta["stopped_early"],
+                     finished=finished)
+
+
+def save_checkpoint(directory: str | Path, state: TrainState, best_params: Any, meta: dict, *,
+                    fingerprint: dict) -> Path:
+    """Write ``state.msgpack`` (params, optimizer state, step, best params) and ``meta.json`` atomically."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    blob = serialization.to_bytes({"state": jax.device_get(state), "best_params": jax.device_get(best_params)})
+    tmp = directory / (STATE_FILE + ".tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, directory / STATE_FILE)
+    tmp = directory / (META_FILE + ".tmp")
+    tmp.write_text(json.dumps({**meta, "fingerprint": fingerprint}, indent=1))
+    os.replace(tmp, directory / META_FILE)
+    return directory
+
+
+def load_checkpoint(directory: str | Path, state: TrainState, *, expect: dict | None = None) -> tuple[TrainState, Any, dict]:
+    """Read a checkpoint into the structure of ``state`` -> ``(state, best_params, meta)``.
+
+    ``expect``: the run's fingerprint (seed, data size, training config); a checkpoint of a
+    different run raises ValueError instead of silently mixing two runs.
+    """
+    directory = Path(directory)
+    meta = json.loads((directory / META_FILE).read_text())
+    stored = meta.pop("fingerprint", None)
+    if expect is not None and stored != expect:
+        raise ValueError(f"checkpoint {directory} belongs to another run (stored {stored}, this run {expect}); "
+                         "use a fresh --out folder or delete the checkpoint")
+    template = {"state": jax.device_get(state), "best_params": jax.device_get(state.params)}
+    restored = serialization.from_bytes(template, (directory / STATE_FILE).read_bytes())
+    return restored["state"], restored["best_params"], meta
+
+
+__all__ = ["FitResult", "LossFn", "fit", "make_optimizer", "data_mesh", "device_batch_size", "iterate_batches",
+           "save_checkpoint", "load_checkpoint"]

@@ -1,0 +1,88 @@
+"""Fixtures for fusion tests: a small cohort + store written in the contract format (docs/data-contracts.md).
+
+Planted structure: three subtypes (clinical column ``true_subtype``, role truth). The clinical
+features mainly separate subtype 0 from the others, the CXR embeddings mainly subtype 2 from the
+others, so only the two together recover all three. Missing values, patients without a clinical
+row and patients without images are all present.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+MODEL = "synthetic"
+
+
+def write_contract_cohort(root: Path, *, n_patients: int = 120, dim: int = 16, tokens: int = 1,
+                          seed: int = 0) -> tuple[Path, Path]:
+    """Write ``root/cohort`` (manifest, clinical, schema) and ``root/store.zarr``; return both paths."""
+    rng = np.random.default_rng(seed)
+    cohort, store = root / "cohort", root / "store.zarr"
+    cohort.mkdir(parents=True, exist_ok=True)
+    pids = [f"demo-{i:04d}" for i in range(n_patients)]
+    subtype = rng.choice(3, size=n_patients, p=[0.4, 0.3, 0.3])
+    lactate = np.clip(1.5 + 2.5 * (subtype == 0) + rng.normal(0, 0.6, n_patients), 0.2, 20)
+    il6 = np.clip(np.exp(3 + 1.2 * (subtype == 0) + 0.3 * (subtype == 1) + rng.normal(0, 0.4, n_patients)), 1, 5000)
+    vaso = (rng.random(n_patients) < np.where(subtype == 0, 0.8, 0.2)).astype(float)
+    clin = pd.DataFrame({
+        "patient_id": pids,
+        "age": np.round(rng.normal(60, 12, n_patients).clip(18, 99)),
+        "lactate": lactate, "il6": il6, "vasopressors": vaso,
+        "sex": rng.choice(["F", "M"], n_patients).astype(object),
+        "true_subtype": subtype.astype(str),
+        "time": rng.exponential(30, n_patients).round(1), "event": (rng.random(n_patients) < 0.4).astype(int),
+    })
+    for col in ("age", "lactate", "il6", "vasopressors", "sex"):
+        clin.loc[rng.random(n_patients) < 0.25, col] = None
+    clin = clin.iloc[n_patients // 10:]                # the first 10% of patients have no clinical row
+    clin.to_parquet(cohort / "clinical.parquet", index=False)
+    spec = {"type": "continuous", "role": "feature", "categories": None, "description": ""}
+    schema = {"columns": {
+        "patient_id": {**spec, "type": "categorical", "role": "id", "unit": None, "min": None, "max": None},
+        "age": {**spec, "unit": "years", "min": 0, "max": 120},
+        "lactate": {**spec, "unit": "mmol/L", "min": 0, "max": 30},
+        "il6": {**spec, "unit": "pg/mL", "min": 0, "max": 100000},
+        "vasopressors": {**spec, "type": "binary", "unit": None, "min": None, "max": None},
+        "sex": {**spec, "type": "categorical", "unit": None, "min": None, "max": None, "categories": ["F", "M"]},
+        "true_subtype": {**spec, "type": "categorical", "role": "truth", "unit": None, "min": None, "max": None,
+                         "categories": ["0", "1", "2"]},
+        "time": {**spec, "role": "outcome", "unit": "days", "min": 0, "max": None},
+        "event": {**spec, "type": "binary", "role": "outcome", "unit": None, "min": None, "max": None},
+    }}
+    (cohort / "clinical_schema.json").write_text(json.dumps(schema))
+
+    centers = rng.normal(0, 1, (3, dim))
+    centers[1] = centers[0] + rng.normal(0, 0.15, dim)     # CXR barely tells subtype 0 from 1
+    rows = []
+    for i, pid in enumerate(pids):
+        if i % 10 == 9:                                     # every 10th patient has no image
+            continue
+        for j in range(int(rng.integers(1, 4))):
+            rows.append({"image_id": f"{pid}-img{j}", "patient_id": pid, "study_id": f"{pid}-s{j}",
+                         "path": None, "view": "AP", "dataset": "demo", "acquired_at": pd.NaT,
+                         "offset_days": float(j * 3 - 1) if i % 7 else np.nan, "_s": subtype[i]})
+    manifest = pd.DataFrame(rows)
+    manifest.drop(columns="_s").to_parquet(cohort / "manifest.parquet", index=False)
+    emb = centers[manifest["_s"].to_numpy()] + rng.normal(0, 0.5, (len(manifest), dim))
+    if tokens > 1:
+        emb = emb[:, None, :] + rng.normal(0, 0.3, (len(manifest), tokens, dim))
+    done = np.ones(len(manifest), bool)
+    done[::17] = False                                      # a few images never got an embedding
+    root_group = zarr.open_group(str(store), mode="w")
+    root_group.attrs.update({"manifest_sha256": "fixture", "n_images": len(manifest)})
+    root_group.create_array("image_id", data=manifest["image_id"].to_numpy().astype(str))
+    grp = root_group.require_group(f"{MODEL}/original")
+    grp.create_array("embeddings", data=emb.astype(np.float32))
+    grp.create_array("done", data=done)
+    return cohort, store
+
+
+@pytest.fixture(scope="session")
+def contract_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(cohort_dir, store) of 120 synthetic patients, vector embeddings of dim 16."""
+    return write_contract_cohort(tmp_path_factory.mktemp("fusion_fixture"))
