@@ -78,3 +78,155 @@ def dump_config(cfg: BaseModel, path: str | Path) -> None:
     """Write the resolved config (all defaults filled in) as YAML."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+# --------------------------------------------------------------------------------------------
+# cohorts stage config (`python -m cohorts.run`): one entry per raw source, then shared options.
+# --------------------------------------------------------------------------------------------
+from typing import Annotated, Literal  # noqa: E402
+
+from pydantic import Field, model_validator  # noqa: E402
+
+FRONTAL_VIEWS = ("PA", "AP", "AP Supine")
+
+
+class FlagLabel(StrictModel):
+    """A binary label read from one column: ``positive`` values -> 1, ``negative`` -> 0, others -> missing."""
+
+    column: str
+    positive: list[str] = ["Y"]
+    negative: list[str] = ["N"]
+
+
+class NihSource(StrictModel):
+    """NIH ChestX-ray14: ``Data_Entry_2017*.csv`` (+ optional Google 2019 expert labels)."""
+
+    kind: Literal["nih"]
+    table: Path
+    image_root: Path | None = None   # folder holding the PNGs; null -> label-only manifest (path null)
+    labels: dict[str, str] = {"Atelectasis": "Atelectasis", "Edema": "Edema", "Effusion": "Effusion"}
+    google_labels: Path | None = None   # google2019_nih-chest-xray-labels.csv(.gz)
+    google_label_map: dict[str, str] = {"Opacity": "Airspace opacity"}   # name -> YES/NO column
+
+
+class ChexpertSource(StrictModel):
+    """CheXpert: one ``Path``-style csv with 1 / 0 / -1 / blank label coding."""
+
+    kind: Literal["chexpert"]
+    table: Path
+    image_root: Path | None = None   # folder that the csv's ``Path`` values are relative to
+    labels: dict[str, str] = {"Atelectasis": "Atelectasis", "Edema": "Edema",
+                              "Effusion": "Pleural Effusion", "Opacity": "Lung Opacity"}
+
+
+class MimicSource(StrictModel):
+    """MIMIC-CXR(-JPG): ``files/pXX/pNNN/sNNN/<dicom_id>.jpg|dcm`` + chexpert/metadata/split csvs."""
+
+    kind: Literal["mimic"]
+    root: Path                       # holds files/ and (by default) the csvs
+    image_format: Literal["jpg", "dcm"] = "jpg"
+    chexpert_csv: Path = Path("mimic-cxr-2.0.0-chexpert.csv.gz")   # relative to root unless absolute
+    metadata_csv: Path = Path("mimic-cxr-2.0.0-metadata.csv.gz")
+    split_csv: Path | None = Path("mimic-cxr-2.0.0-split.csv.gz")
+    labels: dict[str, str] = {"Atelectasis": "Atelectasis", "Edema": "Edema",
+                              "Effusion": "Pleural Effusion", "Opacity": "Lung Opacity"}
+
+
+class CovidChestxraySource(StrictModel):
+    """ieee8023 covid-chestxray-dataset: ``metadata.csv`` + images."""
+
+    kind: Literal["covid-chestxray"]
+    root: Path
+    metadata: Path = Path("metadata.csv")   # relative to root unless absolute
+    image_column: str = "png_file"          # column with the image path relative to root
+    finding_labels: dict[str, str] = {"COVID19": "COVID-19", "ARDS": "ARDS"}   # name -> term in `finding`
+    flag_labels: dict[str, FlagLabel] = {
+        "ICU": FlagLabel(column="went_icu"),
+        "Intubated": FlagLabel(column="intubated"),
+        "Death": FlagLabel(column="survival", positive=["N"], negative=["Y"]),
+    }
+
+
+class HannoverSource(StrictModel):
+    """Hannover Medical School covid-19-image-repository: ``data.csv`` + ``png/<image_id>.png``."""
+
+    kind: Literal["hannover"]
+    root: Path
+    table: Path = Path("data.csv")
+    image_dir: Path = Path("png")
+
+
+class CsvSource(StrictModel):
+    """A generic CSV manifest (one row per image) with an optional clinical csv + schema json."""
+
+    kind: Literal["csv"]
+    manifest: Path
+    dataset: str = "csv"
+    image_root: Path | None = None   # base for relative paths; default: the csv's folder
+    columns: dict[str, str] = {}     # contract name -> csv column (image_id, patient_id, study_id, path, view, acquired_at, offset_days)
+    labels: dict[str, str] = {}      # label name -> csv column coded 1 / 0 / -1 / blank
+    extra_columns: list[str] = []    # other csv columns copied into the manifest
+    clinical: Path | None = None     # csv keyed by the patient column named in clinical_id
+    clinical_id: str = "patient_id"
+    clinical_schema: Path | None = None   # json in the clinical_schema.json contract format
+
+
+class EmorySource(StrictModel):
+    """Emory-style split tables: one metadata table + findings/other tables joined on a key column."""
+
+    kind: Literal["emory"]
+    metadata: Path
+    tables: list[Path] = []          # findings and other tables (csv), each holding the join key
+    key: str = "image_id"            # join column present in every table (image or study key)
+    dataset: str = "emory"
+    image_root: Path | None = None
+    columns: dict[str, str] = {}     # contract name -> column, as for CsvSource
+    labels: dict[str, str] = {}
+    extra_columns: list[str] = []    # e.g. manufacturer, site, SDOH columns
+
+
+class DemoSource(StrictModel):
+    """The built-in synthetic cohort (``cohorts.demo.generate_demo``), ingested as a CSV source."""
+
+    kind: Literal["demo"]
+    n_patients: int = Field(200, gt=0)
+    seed: int = 0
+    image_size: int = Field(256, ge=32)
+    raw_dir: Path | None = None      # where to write the raw cohort; default OUT/raw
+
+
+SourceConfig = Annotated[
+    NihSource | ChexpertSource | MimicSource | CovidChestxraySource | HannoverSource | CsvSource
+    | EmorySource | DemoSource,
+    Field(discriminator="kind"),
+]
+
+
+class SamplingConfig(StrictModel):
+    """Balanced sample: ``n_per_class`` positives + negatives per (dataset, label)."""
+
+    labels: list[str] = ["Atelectasis", "Edema", "Effusion", "Opacity"]
+    n_per_class: int = Field(1000, gt=0)
+    one_per_patient: bool = True
+    seed: int = 0
+
+
+class CohortsConfig(StrictModel):
+    """Config of the cohorts stage: sources -> one manifest, clinical table, sample, overview."""
+
+    sources: list[SourceConfig] = Field(min_length=1)
+    views: list[str] | None = list(FRONTAL_VIEWS)   # keep only these views; null keeps every view
+    uncertain: Literal["ignore", "zeros", "ones"] = "ignore"
+    deduplicate: bool = True          # drop covid-chestxray copies of Hannover images (keep Hannover's)
+    check_files: bool = True          # every listed image must exist (missing -> errors.csv)
+    verify_images: bool = False       # also decode each image (slow; bad files -> errors.csv)
+    sampling: SamplingConfig | None = None
+    overview: bool = True
+
+    @model_validator(mode="after")
+    def _unique_datasets(self) -> "CohortsConfig":
+        kinds = [s.kind for s in self.sources if s.kind not in ("csv", "emory")]
+        dup = sorted({k for k in kinds if kinds.count(k) > 1})
+        if dup:
+            raise ValueError(f"source kind(s) {dup} listed twice; give each dataset once")
+        return self

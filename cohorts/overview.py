@@ -1,0 +1,126 @@
+"""Cohort overview (the Emory study's first step): counts in ``overview.json`` and PNG figures.
+
+Covers view positions, images per patient and per study, images per year (from ``acquired_at``,
+else a ``year`` column), label counts incl. uncertain and missing, manufacturer / site when present,
+missingness of each clinical column, plus run facts passed in (filters, errors, sample shortfalls).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .labels import label_counts  # noqa: E402
+
+CATEGORY_COLUMNS = ("manufacturer", "site", "modality")
+
+
+def _per_dataset(manifest: pd.DataFrame, values: pd.Series) -> dict[str, dict[str, int]]:
+    table = pd.crosstab(manifest["dataset"], values.fillna("<missing>").astype(str))
+    return {str(d): {str(k): int(v) for k, v in row.items() if v} for d, row in table.iterrows()}
+
+
+def _distribution(sizes: pd.Series) -> dict[str, float]:
+    return {"n": int(len(sizes)), "mean": float(sizes.mean()), "median": float(sizes.median()),
+            "max": int(sizes.max()), "single": int((sizes == 1).sum())} if len(sizes) else {"n": 0}
+
+
+def cohort_counts(manifest: pd.DataFrame, clinical: pd.DataFrame | None) -> dict[str, Any]:
+    """All overview counts as a JSON-ready dict."""
+    years = manifest["acquired_at"].dt.year.astype("Int64")
+    if "year" in manifest.columns:
+        years = years.fillna(manifest["year"].astype("Int64"))
+    out: dict[str, Any] = {
+        "n_images": int(len(manifest)), "n_patients": int(manifest["patient_id"].nunique()),
+        "n_studies": int(manifest["study_id"].nunique()),
+        "images_by_dataset": {str(k): int(v) for k, v in manifest["dataset"].value_counts().sort_index().items()},
+        "views": _per_dataset(manifest, manifest["view"]),
+        "images_per_patient": _distribution(manifest.groupby("patient_id").size()),
+        "images_per_study": _distribution(manifest.groupby("study_id").size()),
+        "images_with_path": int(manifest["path"].notna().sum()),
+        "labels": label_counts(manifest),
+    }
+    if years.notna().any():
+        out["images_per_year"] = {str(k): int(v) for k, v in years.dropna().value_counts().sort_index().items()}
+    for col in CATEGORY_COLUMNS:
+        if col in manifest.columns and manifest[col].notna().any():
+            out[col] = _per_dataset(manifest, manifest[col])
+    if clinical is not None:
+        out["clinical"] = {"n_patients": int(len(clinical)),
+                           "missing_fraction": {c: round(float(clinical[c].isna().mean()), 4)
+                                                for c in clinical.columns if c != "patient_id"}}
+    return out
+
+
+def _bar(ax: plt.Axes, counts: dict[str, int], title: str) -> None:
+    ax.bar(list(counts), list(counts.values()), color="#4c72b0")
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=45, labelsize=8)
+
+
+def _figures(manifest: pd.DataFrame, clinical: pd.DataFrame | None, counts: dict[str, Any], out: Path) -> list[Path]:
+    paths = []
+
+    def save(fig: plt.Figure, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=100)
+        plt.close(fig)
+        paths.append(out / name)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    pd.crosstab(manifest["view"].fillna("<missing>"), manifest["dataset"]).plot.bar(ax=ax)
+    ax.set_title("images per view position"), ax.set_ylabel("images")
+    save(fig, "views.png")
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key in zip(axes, ("patient_id", "study_id")):
+        sizes = manifest.groupby(key).size()
+        ax.hist(sizes, bins=min(50, max(int(sizes.max()), 1)), color="#4c72b0")
+        ax.set_yscale("log"), ax.set_xlabel(f"images per {key.split('_')[0]}"), ax.set_ylabel("count")
+    save(fig, "images_per_patient_study.png")
+
+    if counts.get("images_per_year"):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        _bar(ax, counts["images_per_year"], "images per year")
+        save(fig, "images_per_year.png")
+
+    if counts["labels"]:
+        table = pd.DataFrame(counts["labels"]).T
+        fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(table)), 4.5))
+        table[["positive", "negative", "uncertain", "missing"]].plot.bar(stacked=True, ax=ax)
+        ax.set_title("label counts (1 / 0 / -1 / not mentioned)"), ax.set_ylabel("images")
+        save(fig, "labels.png")
+
+    for col in CATEGORY_COLUMNS:
+        if col in counts:
+            totals = manifest[col].fillna("<missing>").astype(str).value_counts().head(20)
+            fig, ax = plt.subplots(figsize=(8, 4))
+            _bar(ax, {k[:30]: int(v) for k, v in totals.items()}, f"images per {col} (top 20)")
+            save(fig, f"{col}.png")
+
+    if clinical is not None and counts["clinical"]["missing_fraction"]:
+        miss = counts["clinical"]["missing_fraction"]
+        fig, ax = plt.subplots(figsize=(6, max(3, 0.25 * len(miss))))
+        ax.barh(list(miss), list(miss.values()), color="#dd8452")
+        ax.set_xlim(0, 1), ax.set_xlabel("fraction missing"), ax.set_title("clinical missingness")
+        save(fig, "clinical_missingness.png")
+    return paths
+
+
+def write_overview(manifest: pd.DataFrame, clinical: pd.DataFrame | None, out_dir: str | Path, *,
+                   facts: dict[str, Any] | None = None) -> Path:
+    """Write ``overview.json`` (counts + ``facts``) and PNG figures into ``out_dir``; return the json path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    counts = cohort_counts(manifest, clinical)
+    figures = _figures(manifest, clinical, counts, out)
+    record = {**counts, **(facts or {}), "figures": [p.name for p in figures]}
+    path = out / "overview.json"
+    path.write_text(json.dumps(record, indent=2, default=str))
+    return path

@@ -1,0 +1,75 @@
+"""Balanced, seeded, patient-aware sampling: N positives + N negatives per (dataset, label).
+
+The sample is a saved artefact (``sample.parquet``, long format ``dataset, label, image_id,
+patient_id, y``) so every embedding model is benchmarked on the same images. Only rows coded
+1 or 0 take part (uncertain -1 and missing never do). With ``one_per_patient`` a patient appears
+at most once per (dataset, label): positives are drawn first (one random positive image per
+patient), negatives then come from the remaining patients. When fewer than N are available,
+all of them are used, a warning is logged and the shortfall is returned for the overview.
+"""
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .labels import label_column
+
+log = logging.getLogger(__name__)
+SAMPLE_COLUMNS = ["dataset", "label", "image_id", "patient_id", "y"]
+
+
+@dataclass
+class SampleResult:
+    """The long-format sample and, per ``dataset/label``, the counts drawn vs asked."""
+
+    sample: pd.DataFrame
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    shortfalls: list[str] = field(default_factory=list)
+
+
+def _rng(seed: int, dataset: str, label: str) -> np.random.Generator:
+    """A generator per (seed, dataset, label), independent of the order labels are listed in."""
+    return np.random.default_rng([seed, zlib.crc32(f"{dataset}\0{label}".encode())])
+
+
+def _draw(rows: pd.DataFrame, n: int, rng: np.random.Generator, *, one_per_patient: bool,
+          exclude: set[str]) -> pd.DataFrame:
+    rows = rows[~rows["patient_id"].isin(exclude)] if exclude else rows
+    shuffled = rows.iloc[rng.permutation(len(rows))]
+    if one_per_patient:
+        shuffled = shuffled.drop_duplicates("patient_id")
+    return shuffled.iloc[:n]
+
+
+def balanced_sample(manifest: pd.DataFrame, *, labels: list[str], n_per_class: int = 1000,
+                    seed: int = 0, one_per_patient: bool = True) -> SampleResult:
+    """Draw ``n_per_class`` positive and negative images per (dataset, label) of ``manifest``."""
+    parts, counts, shortfalls = [], {}, []
+    for dataset, part in manifest.groupby("dataset", sort=True):
+        for label in labels:
+            col = label_column(label)
+            if col not in part.columns or not part[col].isin([0, 1]).any():
+                continue
+            rng = _rng(seed, str(dataset), label)
+            coded = part.loc[part[col].isin([0, 1]), ["image_id", "patient_id", col]]
+            pos = _draw(coded[coded[col] == 1], n_per_class, rng, one_per_patient=one_per_patient, exclude=set())
+            taken = set(pos["patient_id"]) if one_per_patient else set()
+            neg = _draw(coded[coded[col] == 0], n_per_class, rng, one_per_patient=one_per_patient, exclude=taken)
+            key = f"{dataset}/{label}"
+            counts[key] = {"positive": len(pos), "negative": len(neg), "asked": n_per_class}
+            if len(pos) < n_per_class or len(neg) < n_per_class:
+                shortfalls.append(key)
+                log.warning("%s: only %d positive / %d negative image(s) available for %d+%d (%s); using all",
+                            key, len(pos), len(neg), n_per_class, n_per_class,
+                            "one per patient" if one_per_patient else "any image")
+            for y, drawn in ((1, pos), (0, neg)):
+                parts.append(pd.DataFrame({"dataset": dataset, "label": label, "image_id": drawn["image_id"],
+                                           "patient_id": drawn["patient_id"], "y": np.int8(y)}))
+    sample = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SAMPLE_COLUMNS)
+    sample = sample.astype({"dataset": "string", "label": "string", "image_id": "string",
+                            "patient_id": "string", "y": "int8"})
+    return SampleResult(sample[SAMPLE_COLUMNS], counts, shortfalls)
