@@ -8,6 +8,8 @@ preprocessing can run in worker threads while the forward pass runs in the main 
 * :meth:`Embedder.forward` -- a stacked batch ``(B, ...)`` -> ``(B, *info.output_shape)`` float32.
 
 Model families register a factory with :func:`register`; users get one with :func:`get_embedder`.
+Factories that read a local checkpoint use :func:`resolve_weights_file` and :func:`verify_sha256`,
+which raise :class:`WeightsError` with a message that says what to do.
 """
 from __future__ import annotations
 
@@ -18,6 +20,12 @@ from typing import Callable
 
 import numpy as np
 import torch
+
+from cohorts.provenance import sha256_file
+
+
+class WeightsError(ValueError):
+    """Missing, ambiguous or unexpected model weights (the message says which file and what to do)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,33 @@ class Embedder(abc.ABC):
             "resize": info.resize, "weights_source": info.weights_source, "license": info.license,
             "weights_sha256": self.weights_sha256,
         }
+
+
+def resolve_weights_file(weights: Path | None, *, model: str, suffixes: tuple[str, ...] = (".pth", ".pt", ".bin")) -> Path:
+    """The checkpoint file for ``model``: ``weights`` itself, or the single file with one of ``suffixes`` in it."""
+    if weights is None:
+        raise WeightsError(f"embedder {model!r} needs local weights: pass --weights PATH (a file or a folder)")
+    weights = Path(weights)
+    if weights.is_file():
+        return weights
+    if not weights.is_dir():
+        raise WeightsError(f"weights for {model!r} not found at {weights}")
+    found = sorted(p for p in weights.iterdir() if p.is_file() and p.suffix in suffixes)
+    if len(found) != 1:
+        raise WeightsError(
+            f"weights folder {weights} for {model!r} must hold exactly one {'/'.join(suffixes)} file, "
+            f"found {[p.name for p in found]}; pass the file itself with --weights")
+    return found[0]
+
+
+def verify_sha256(path: Path, *, expected: str | None, model: str) -> str:
+    """Hex sha256 of ``path``; raises WeightsError when ``expected`` is given and differs."""
+    digest = sha256_file(path)
+    if expected is not None and digest != expected:
+        raise WeightsError(
+            f"weights {path} for {model!r} have sha256 {digest}, the registry expects {expected}; "
+            "use the published file, or set the model option verify_sha256: false for your own checkpoint")
+    return digest
 
 
 EmbedderFactory = Callable[..., Embedder]

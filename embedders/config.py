@@ -1,0 +1,80 @@
+"""Config of the embedders stage (YAML: configs/embedders/*.yaml, or the ``embedders`` section of a pipeline config)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from cohorts.config import StrictModel, load_config, read_yaml
+from .augment import AugmentationName
+
+
+class ModelSpec(StrictModel):
+    """One registered embedder to extract (see ``embedders.available_models()``)."""
+
+    name: str                                   # registry name, e.g. "squeezenet1_1", "radiomics"
+    weights: Path | None = None                 # local file/folder; the CLI's --weights overrides it
+    options: dict[str, Any] = Field(default_factory=dict)   # passed to the factory (e.g. verify_sha256)
+
+
+class PrecomputedSpec(StrictModel):
+    """Embeddings computed elsewhere, imported into the store as model ``name``.
+
+    Formats (by suffix): ``.csv`` (the source study's: ``embedding_0..N``, ``dicom_id``, ``label``,
+    ``augmentation``), ``.parquet`` (an id column + ``embedding_*`` columns or one list column),
+    ``.npz`` (arrays ``id_column`` and ``embedding_key``), ``.npy`` (rows in manifest order, or ids in ``ids_path``).
+    """
+
+    name: str
+    path: Path
+    id_column: str = "dicom_id"                  # column / npz key holding the ids in the file
+    match_column: str = "image_id"              # manifest column those ids are matched against
+    embedding_key: str = "embedding"            # npz key, or parquet list column, or CSV/parquet column prefix
+    augmentation_column: str | None = "augmentation"   # CSV/parquet column; missing column -> all "original"
+    augmentation_map: dict[str, AugmentationName] = Field(default_factory=dict)   # file value -> store name
+    ids_path: Path | None = None                # .npy only: a .npy/.txt of ids aligned with its rows
+    version: str = ""                            # free text stamped into the store attrs
+
+
+class EmbeddersConfig(StrictModel):
+    """What to extract and how; every field is documented in configs/README.md (## embedders)."""
+
+    models: list[ModelSpec] = Field(default_factory=list)
+    precomputed: list[PrecomputedSpec] = Field(default_factory=list)
+    augmentations: list[AugmentationName] = Field(default_factory=lambda: ["original"])
+    batch_size: int = Field(32, ge=1)
+    chunk_rows: int = Field(64, ge=1)            # rows per zarr chunk = unit of work and of resumption
+    decode_threads: int = Field(2, ge=1)        # threads decoding + preprocessing ahead of the forward
+    torch_threads: int | None = Field(1, ge=1)  # torch.set_num_threads for the forward (None: torch default)
+    device: str = "cpu"
+    half: bool = False                          # float16 forward (GPU only)
+    workers: int = Field(0, ge=0)               # >0: run chunk shards on a dask LocalCluster of this many processes
+    scheduler: str | None = None                # address of an existing dask scheduler (overrides workers)
+    overwrite: bool = False                      # rebuild a store made from another manifest / model version
+    seed: int = 0
+
+    @field_validator("augmentations")
+    @classmethod
+    def _unique_augmentations(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v) or not v:
+            raise ValueError(f"augmentations must be a non-empty list without repeats, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "EmbeddersConfig":
+        names = [m.name for m in self.models] + [p.name for p in self.precomputed]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique across models and precomputed, repeated: {dupes}")
+        return self
+
+    def model_names(self) -> list[str]:
+        """All model names this config produces, in order."""
+        return [m.name for m in self.models] + [p.name for p in self.precomputed]
+
+
+def load_embedders_config(path: str | Path) -> EmbeddersConfig:
+    """Load the stage YAML, or the ``embedders`` section of a composed pipeline config."""
+    section = "embedders" if "embedders" in read_yaml(path) else None
+    return load_config(path, EmbeddersConfig, section=section)
