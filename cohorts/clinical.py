@@ -83,7 +83,11 @@ def validate_clinical(df: pd.DataFrame, schema: dict[str, Any], *, source: str =
                 raise ClinicalError(f"{source}: column '{name}' is {entry['type']} but holds "
                                     f"{values[num.isna()].iloc[0]!r}")
             lo, hi = (0, 1) if entry["type"] == "binary" else (entry.get("min"), entry.get("max"))
-            out = ((num < lo) if lo is not None else False) | ((num > hi) if hi is not None else False)
+            out = pd.Series(False, index=num.index)
+            if lo is not None:
+                out |= num < lo
+            if hi is not None:
+                out |= num > hi
             if out.any():
                 raise ClinicalError(f"{source}: column '{name}' has {int(out.sum())} value(s) outside "
                                     f"[{lo}, {hi}], e.g. {num[out].iloc[0]}")

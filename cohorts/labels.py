@@ -75,7 +75,7 @@ def apply_uncertain_policy(df: pd.DataFrame, *, policy: str) -> pd.DataFrame:
     out = df.copy()
     target = 0 if policy == "zeros" else 1
     for col in label_columns(out):
-        out[col] = out[col].mask(out[col] == -1, target)
+        out[col] = out[col].mask((out[col] == -1).fillna(False), target)
     return out
 
 

@@ -59,9 +59,9 @@ def cohort_counts(manifest: pd.DataFrame, clinical: pd.DataFrame | None) -> dict
 
 
 def _bar(ax: plt.Axes, counts: dict[str, int], title: str) -> None:
-    ax.bar(list(counts), list(counts.values()), color="#4c72b0")
+    ax.bar(range(len(counts)), list(counts.values()), color="#4c72b0")
+    ax.set_xticks(range(len(counts)), list(counts), rotation=45, ha="right", fontsize=8)
     ax.set_title(title)
-    ax.tick_params(axis="x", rotation=45, labelsize=8)
 
 
 def _figures(manifest: pd.DataFrame, clinical: pd.DataFrame | None, counts: dict[str, Any], out: Path) -> list[Path]:

@@ -1,0 +1,108 @@
+"""Adapters on the real tables in ../shared/data; row counts asserted against direct pandas reads."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cohorts.adapters.covid_chestxray import load_covid_chestxray
+from cohorts.adapters.covid_dedupe import merge_hannover_duplicates
+from cohorts.adapters.hannover import load_hannover
+from cohorts.clinical import validate_clinical
+from cohorts.config import CovidChestxraySource, HannoverSource
+from cohorts.manifest import validate_manifest
+
+pytestmark = pytest.mark.real_data
+
+
+def test_nih_rows_patients_labels(nih_result, label_tables):
+    raw = pd.read_csv(label_tables / "Data_Entry_2017_v2020.csv.gz")
+    m = nih_result.manifest
+    validate_manifest(m)
+    assert len(m) == len(raw) == 112_120
+    assert m["patient_id"].nunique() == raw["Patient ID"].nunique() == 30_805
+    for name in ("Atelectasis", "Edema", "Effusion"):
+        expected = raw["Finding Labels"].str.split("|").map(lambda f, n=name: n in f)
+        assert (m[f"label_{name}"] == 1).sum() == expected.sum()
+        assert m[f"label_{name}"].notna().all()
+    google = pd.read_csv(label_tables / "google2019_nih-chest-xray-labels.csv.gz")
+    assert (m["label_Opacity"] == 1).sum() == (google["Airspace opacity"] == "YES").sum()
+    assert (m["label_Opacity"] == 0).sum() == (google["Airspace opacity"] == "NO").sum()
+    assert m["label_Opacity"].isna().sum() == len(raw) - len(google)
+    assert m["path"].isna().all()   # no image_root: label-only
+
+
+def test_chexpert_rows_coding_and_ids(chexpert_result, chexpert_raw):
+    m = chexpert_result.manifest
+    validate_manifest(m)
+    assert len(m) == len(chexpert_raw) == 223_414
+    for name, col in (("Opacity", "Lung Opacity"), ("Effusion", "Pleural Effusion"), ("Edema", "Edema")):
+        raw = chexpert_raw[col]
+        for code in (1, 0, -1):
+            assert (m[f"label_{name}"] == code).sum() == (raw == code).sum()
+        assert m[f"label_{name}"].isna().sum() == raw.isna().sum()
+    patients = chexpert_raw["Path"].str.extract(r"(patient\d+)")[0]
+    assert m["patient_id"].nunique() == patients.nunique()
+    frontal = chexpert_raw["Frontal/Lateral"] == "Frontal"
+    assert m["view"].isin(["PA", "AP"]).sum() == chexpert_raw.loc[frontal, "AP/PA"].isin(["PA", "AP"]).sum()
+    assert (m["view"] == "Lateral").sum() == (~frontal).sum()
+
+
+@pytest.fixture(scope="module")
+def covid_pair(shared_data: Path):
+    covid = load_covid_chestxray(CovidChestxraySource(kind="covid-chestxray",
+                                                      root=shared_data / "covid-chestxray-dataset"))
+    hannover = load_hannover(HannoverSource(kind="hannover", root=shared_data / "hannover-covid-19-image-repository"))
+    return covid, hannover
+
+
+def test_covid_chestxray_rows_labels_clinical(covid_pair, shared_data):
+    covid, _ = covid_pair
+    raw = pd.read_csv(shared_data / "covid-chestxray-dataset" / "metadata.csv", dtype=str)
+    m = covid.manifest
+    validate_manifest(m)
+    assert len(m) == len(raw) == 555
+    assert m["path"].map(lambda p: Path(p).is_file()).all()
+    assert (m["label_COVID19"] == 1).sum() == raw["finding"].str.contains("COVID-19").sum()
+    assert m["label_COVID19"].isna().sum() == (raw["finding"] == "todo").sum()
+    assert (m["label_Death"] == 1).sum() == (raw["survival"] == "N").sum()
+    assert (m["label_ICU"] == 0).sum() == (raw["went_icu"] == "N").sum()
+    assert len(covid.clinical) == raw["patientid"].nunique()
+    validate_clinical(covid.clinical, covid.schema)
+    assert covid.notes["pO2_saturation_above_100_set_null"] == (pd.to_numeric(raw["pO2_saturation"]) > 100).sum()
+
+
+def test_hannover_rows_outcomes_and_censored_labs(covid_pair, shared_data):
+    _, hannover = covid_pair
+    raw = pd.read_csv(shared_data / "hannover-covid-19-image-repository" / "data.csv", dtype=str)
+    m, c = hannover.manifest, hannover.clinical
+    validate_manifest(m)
+    validate_clinical(c, hannover.schema)
+    assert len(m) == len(raw) == 243 and len(c) == raw["patient_id"].nunique() == 71
+    died = raw.loc[raw["death_offset"].notna(), "patient_id"].unique()
+    assert c["event"].sum() == len(died) == 5
+    one = raw[raw["patient_id"] == died[0]].iloc[0]
+    expected = float(one["death_offset"]) - float(one["admission_offset"])
+    assert c.set_index("patient_id").loc[f"hannover/{died[0]}", "time"] == expected
+    assert (c["time"] >= 0).all() and c["time"].notna().all()
+    # -inf / inf are never numbers in the clinical table; censored baselines are flagged
+    assert np.isfinite(c[["crp", "d_dimer", "po2"]].dropna()).all().all()
+    assert hannover.notes["censored_lab_values"]["d-dimer"] == raw["d-dimer_val"].isin(["inf", "-inf"]).sum()
+    flagged = c["d_dimer_limit"].dropna()
+    assert set(flagged) <= {"below", "above"} and c.loc[flagged.index, "d_dimer"].isna().all()
+
+
+def test_hannover_duplicates_removed_once(covid_pair):
+    covid, hannover = covid_pair
+    c2, h2 = merge_hannover_duplicates(covid, hannover)
+    assert c2.notes["hannover_duplicates_dropped_from_covid_chestxray"] == 82
+    assert len(c2.manifest) == 555 - 82 and len(h2.manifest) == 243
+    assert h2.manifest["also_in"].notna().sum() == 82
+    # kept Hannover rows carry covid-chestxray's finding label
+    assert h2.manifest.loc[h2.manifest["also_in"].notna(), "label_COVID19"].notna().all()
+    # no patient split across ids: every Hannover-located covid image now has a Hannover patient id
+    hann_located = c2.manifest["site"].str.contains("Hannover", na=False)
+    assert c2.manifest.loc[hann_located, "patient_id"].str.startswith("hannover/").all()
+    assert len(c2.notes["hannover_located_images_without_hannover_copy"]) == 10
+    assert not set(c2.clinical["patient_id"]) & set(h2.clinical["patient_id"])
+    assert "intubated" in h2.clinical.columns
