@@ -37,10 +37,11 @@ MEDGEMMA_INFO = ModelInfo(
     std=HALF, resize=MEDGEMMA_SPEC.describe(), weights_source="google/medgemma-4b-it", license=_HAI_DEF,
     notes="mean over the 4096 post-LayerNorm tokens of the SigLIP vision tower (no projector)")
 
-# Where the vision tower lives in each release's safetensors (original and transformers-5 layouts).
+# Where the vision tower lives in each release's safetensors (most specific first; the original layout,
+# then what transformers 5 writes).
 _TOWER_PREFIXES = {
     "medsiglip": ("vision_model.",),
-    "medgemma-vision": ("vision_tower.vision_model.", "model.vision_tower.vision_model."),
+    "medgemma-vision": ("vision_tower.vision_model.", "model.vision_tower.vision_model.", "vision_tower."),
 }
 
 
@@ -56,7 +57,7 @@ def build_siglip_tower(folder: Path, info: ModelInfo, *, use_head: bool) -> tupl
     prefixes = _TOWER_PREFIXES[info.name]
     raw = read_safetensors(files, prefixes=prefixes)
     prefix = next((p for p in prefixes if any(k.startswith(p) for k in raw)), prefixes[0])
-    state = {f"vision_model.{k}": v for k, v in strip_prefix(raw, prefix).items()}
+    state = strip_prefix(raw, prefix)  # transformers-5 SiglipVisionModel keys have no vision_model. level
     model = SiglipVisionModel(config)
     load_strict(model, state, source=folder)
     return model.eval(), files
