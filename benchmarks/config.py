@@ -1,0 +1,121 @@
+"""The benchmarks stage config (``configs/benchmarks/*.yaml`` or the ``benchmarks`` section of a pipeline config)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from cohorts.config import StrictModel, load_config, read_yaml
+
+ProbeName = Literal["logistic", "lightgbm", "mlp"]
+Pooling = Literal["flatten", "mean", "cls"]
+AUGMENTATIONS = ("original", "bright", "dark", "contrast", "rot+45", "rot-45")
+
+
+class LogisticConfig(StrictModel):
+    """L2 logistic regression on standardized features (lbfgs).
+
+    ``C: null`` picks C from ``C_grid`` by an inner patient-grouped CV (AUROC) inside each training
+    fold; a number uses it as is. The shipped default C=0.1 is ~10x stronger than sklearn's default,
+    which suits standardized embeddings with hundreds to thousands of correlated dimensions.
+    """
+
+    C: float | None = Field(0.1, gt=0)
+    C_grid: list[float] = Field(default_factory=lambda: [0.001, 0.01, 0.1, 1.0], min_length=1)
+    inner_folds: int = Field(3, ge=2)
+    max_iter: int = Field(500, ge=10)
+    tol: float = Field(1e-4, gt=0)
+
+
+class LightGBMConfig(StrictModel):
+    """Gradient-boosted trees; 100 trees for parity with the source study's probe."""
+
+    n_estimators: int = Field(100, ge=1)
+    learning_rate: float = Field(0.1, gt=0)
+    num_leaves: int = Field(31, ge=2)
+    n_jobs: int = Field(2, ge=1)
+
+
+class MLPConfig(StrictModel):
+    """A small MLP (sklearn MLPClassifier, adam, early stopping on a 10% split of the training rows)."""
+
+    hidden: list[int] = Field(default_factory=lambda: [256], min_length=1)
+    alpha: float = Field(1e-3, ge=0)
+    max_iter: int = Field(200, ge=1)
+
+
+class BootstrapConfig(StrictModel):
+    """Patient-level (cluster) bootstrap of the pooled out-of-fold predictions."""
+
+    n_boot: int = Field(1000, ge=100)
+    level: float = Field(0.95, gt=0.5, lt=1)
+
+
+class SelectionConfig(StrictModel):
+    """Model selection: best mean AUROC; among models no paired test separates from it, the smallest embedding."""
+
+    alpha: float = Field(0.05, gt=0, lt=1)
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
+
+
+class LabelNoiseConfig(StrictModel):
+    """Label-noise study: flip a fraction of the training labels (test labels untouched)."""
+
+    enabled: bool = False
+    fractions: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4])
+
+    @model_validator(mode="after")
+    def _check(self) -> "LabelNoiseConfig":
+        bad = [f for f in self.fractions if not 0.0 <= f < 0.5]
+        if bad:
+            raise ValueError(f"label_noise.fractions must lie in [0, 0.5), got {bad}")
+        return self
+
+
+class TransferConfig(StrictModel):
+    """Cross-dataset transfer: train on all of one dataset's sample, test on another's (per label)."""
+
+    enabled: bool = False
+    pairs: list[tuple[str, str]] | None = None  # (train, test); None = every ordered pair sharing a label
+
+
+class BenchmarksConfig(StrictModel):
+    """Everything `python -m benchmarks.run` does; see configs/README.md ('## benchmarks')."""
+
+    seed: int = 0
+    n_folds: int = Field(5, ge=2)
+    datasets: list[str] | None = None          # None: every dataset in sample.parquet
+    labels: list[str] | None = None            # None: every label in sample.parquet
+    models: list[str] | None = None            # None: every model in the store
+    train_augmentations: list[str] | None = None  # None: every augmentation the store has; "original" always
+    pooling: Pooling = "mean"                  # for multi-token embeddings (N, T, D)
+    pooling_per_model: dict[str, Pooling] = Field(default_factory=dict)
+    probes: list[ProbeName] = Field(default_factory=lambda: ["logistic"], min_length=1)  # first = selection probe
+    threshold: float = Field(0.5, gt=0, lt=1)  # probability cut-off for accuracy, F1, sensitivity, ...
+    logistic: LogisticConfig = Field(default_factory=LogisticConfig)
+    lightgbm: LightGBMConfig = Field(default_factory=LightGBMConfig)
+    mlp: MLPConfig = Field(default_factory=MLPConfig)
+    bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    label_noise: LabelNoiseConfig = Field(default_factory=LabelNoiseConfig)
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> "BenchmarksConfig":
+        unknown = sorted(set(self.train_augmentations or ()) - set(AUGMENTATIONS))
+        if unknown:
+            raise ValueError(f"train_augmentations: unknown {unknown}; allowed {list(AUGMENTATIONS)}")
+        if len(set(self.probes)) != len(self.probes):
+            raise ValueError(f"probes: listed twice in {self.probes}")
+        return self
+
+    def pooling_for(self, model: str) -> Pooling:
+        """Pooling used for ``model`` (per-model override, else the default)."""
+        return self.pooling_per_model.get(model, self.pooling)
+
+
+def load_benchmarks_config(path: str | Path) -> BenchmarksConfig:
+    """Load the stage's own YAML, or the ``benchmarks`` section of a composed pipeline config."""
+    section = "benchmarks" if "benchmarks" in read_yaml(path) else None
+    return load_config(path, BenchmarksConfig, section=section)

@@ -1,0 +1,127 @@
+"""Inputs of a benchmark run: the saved balanced sample and the pooled embeddings of its images.
+
+The sample (``COHORT_DIR/sample.parquet``) is long format ``dataset, label, image_id, patient_id, y``.
+Embeddings come from the store through :class:`embedders.store.EmbeddingStore` only. Sampled images
+without an embedding are listed in ``missing.csv`` (never silently dropped) and left out of every
+model's evaluation for that (dataset, label), so that all models are compared on the same images.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from embedders.store import EmbeddingStore
+
+from .config import BenchmarksConfig, Pooling
+from .probes import pool
+
+log = logging.getLogger(__name__)
+
+SAMPLE_COLUMNS = ("dataset", "label", "image_id", "patient_id", "y")
+
+
+class BenchmarkInputError(ValueError):
+    """A sample or store that cannot be benchmarked as configured (the message says what to fix)."""
+
+
+def load_sample(cohort: Path, cfg: BenchmarksConfig) -> pd.DataFrame:
+    """Read ``cohort/sample.parquet``, check its columns and values, keep the configured datasets/labels."""
+    path = Path(cohort) / "sample.parquet"
+    if not path.is_file():
+        raise BenchmarkInputError(f"{path} not found: configure sampling in the cohorts config and rerun "
+                                  "`python -m cohorts.run`")
+    df = pd.read_parquet(path)
+    missing = [c for c in SAMPLE_COLUMNS if c not in df.columns]
+    if missing:
+        raise BenchmarkInputError(f"{path}: missing column(s) {missing}; expected {list(SAMPLE_COLUMNS)}")
+    df = df[list(SAMPLE_COLUMNS)].astype({"dataset": str, "label": str, "image_id": str, "patient_id": str})
+    bad = ~df["y"].isin([0, 1])
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise BenchmarkInputError(f"{path}: column 'y' must be 0 or 1; row {row} has {df['y'].iloc[row]!r}")
+    df["y"] = df["y"].astype(np.int8)
+    for key, wanted in (("dataset", cfg.datasets), ("label", cfg.labels)):
+        if wanted is not None:
+            absent = sorted(set(wanted) - set(df[key]))
+            if absent:
+                raise BenchmarkInputError(f"config {key}s {absent} not in {path} (it has {sorted(df[key].unique())})")
+            df = df[df[key].isin(wanted)]
+    dup = df.duplicated(["dataset", "label", "image_id"])
+    if dup.any():
+        raise BenchmarkInputError(f"{path}: image {df.loc[dup, 'image_id'].iloc[0]!r} appears twice for "
+                                  f"the same (dataset, label)")
+    return df.reset_index(drop=True)
+
+
+@dataclass
+class Features:
+    """Pooled embeddings of the sampled images for one model.
+
+    ``X[aug]`` (n_images, d) float32 rows aligned to ``image_ids`` (NaN where the store has no row),
+    ``available[aug]`` (n_images,) bool, ``stored_shape`` the per-image shape in the store.
+    """
+
+    model: str
+    pooling: Pooling
+    stored_shape: tuple[int, ...]
+    image_ids: np.ndarray
+    X: dict[str, np.ndarray]
+    available: dict[str, np.ndarray]
+
+    @property
+    def size(self) -> int:
+        """Number of stored values per image (1024 for (1024,), 24576 for (32, 768))."""
+        return int(np.prod(self.stored_shape))
+
+
+def load_features(store: EmbeddingStore, model: str, image_ids: np.ndarray, *, augmentations: list[str],
+                  pooling: Pooling) -> Features:
+    """Read, pool and keep in memory the rows of ``image_ids`` for each augmentation (float32)."""
+    X, available, shape = {}, {}, ()
+    for aug in augmentations:
+        ids, arr = store.read(model, aug)
+        shape = tuple(arr.shape[1:])
+        pos = pd.Index(ids).get_indexer(image_ids)
+        have = pos >= 0
+        rows = pos[have]
+        order = np.argsort(rows)
+        part = arr if len(rows) == arr.shape[0] and np.array_equal(rows, np.arange(len(rows))) else arr[rows[order]]
+        pooled = np.asarray(pool(part, pooling).compute(), dtype=np.float32)
+        out = np.full((len(image_ids), pooled.shape[1]), np.nan, dtype=np.float32)
+        out[np.flatnonzero(have)[order]] = pooled
+        X[aug], available[aug] = out, have
+        log.info("%s/%s: %d of %d sampled images, pooled %s -> %d", model, aug, have.sum(), len(image_ids),
+                 shape, pooled.shape[1])
+    return Features(model, pooling, shape, np.asarray(image_ids), X, available)
+
+
+def train_augmentations(store: EmbeddingStore, model: str, cfg: BenchmarksConfig) -> list[str]:
+    """Augmentations used for training ``model``: ``original`` first, then the configured (or all stored) ones."""
+    have = store.augmentations(model)
+    if "original" not in have:
+        raise BenchmarkInputError(f"store {store.path}: model {model!r} has no 'original' rows (has {have})")
+    wanted = cfg.train_augmentations if cfg.train_augmentations is not None else have
+    absent = sorted(set(wanted) - set(have))
+    if absent:
+        raise BenchmarkInputError(f"config train_augmentations {absent} not in store {store.path} for {model!r} "
+                                  f"(it has {have}); extract them or change the config")
+    return ["original"] + [a for a in wanted if a != "original"]
+
+
+def missing_images(sample: pd.DataFrame, features: list[Features], store: EmbeddingStore) -> pd.DataFrame:
+    """Sampled images a model lacks (``original`` rows): dataset, label, image_id, patient_id, model, reason."""
+    in_store = set(store.image_ids())
+    rows = []
+    for f in features:
+        absent = set(f.image_ids[~f.available["original"]])
+        sub = sample[sample["image_id"].isin(absent)]
+        for r in sub.itertuples(index=False):
+            reason = "not done in the store (see STORE.zarr.errors.csv)" if r.image_id in in_store \
+                else "image_id not in the store (store built from another manifest?)"
+            rows.append({"dataset": r.dataset, "label": r.label, "image_id": r.image_id,
+                         "patient_id": r.patient_id, "model": f.model, "reason": reason})
+    return pd.DataFrame(rows, columns=["dataset", "label", "image_id", "patient_id", "model", "reason"])

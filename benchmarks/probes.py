@@ -1,0 +1,103 @@
+"""Probes fitted on embeddings: L2 logistic regression, LightGBM, a small MLP; pooling of multi-token embeddings."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.neural_network import MLPClassifier
+
+from .config import BenchmarksConfig, Pooling, ProbeName
+
+
+def pool(x: np.ndarray, method: Pooling) -> np.ndarray:
+    """``(N, D)`` stays; ``(N, T, D)`` -> ``(N, T*D)`` (flatten), ``(N, D)`` (mean over tokens) or token 0 (cls)."""
+    if x.ndim == 2:
+        return x
+    if x.ndim != 3:
+        raise ValueError(f"embeddings must be (N, D) or (N, T, D), got shape {x.shape}")
+    if method == "flatten":
+        return x.reshape(len(x), -1)
+    if method == "mean":
+        return x.mean(axis=1)
+    return x[:, 0, :]
+
+
+@dataclass(frozen=True)
+class TrainSet:
+    """A training fold: features ``X`` (n, d) float32, labels ``y`` (n,), patient ``groups`` (n,), and
+    ``original`` (n,) bool (False for augmented copies; inner validation uses originals only)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    original: np.ndarray
+
+
+def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = train.mean(axis=0, dtype=np.float64).astype(np.float32)
+    std = train.std(axis=0, dtype=np.float64).astype(np.float32)
+    std[std == 0] = 1.0
+    return (train - mean) / std, (test - mean) / std
+
+
+def _logistic(C: float, cfg: BenchmarksConfig) -> LogisticRegression:
+    return LogisticRegression(C=C, solver="lbfgs", max_iter=cfg.logistic.max_iter, tol=cfg.logistic.tol,
+                              warm_start=True)
+
+
+def _fit(model, X: np.ndarray, y: np.ndarray):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X, y)
+
+
+def choose_C(train: TrainSet, *, cfg: BenchmarksConfig, seed: int) -> float:
+    """C from ``cfg.logistic.C_grid`` with the best mean inner-CV AUROC (patient-grouped folds, validation on
+    originals only; the path over the grid is warm-started from strong to weak regularization).
+    ``train.X`` is already standardized by the outer fold's scaler (unsupervised, so no label leak)."""
+    grid = sorted(cfg.logistic.C_grid)
+    orig = np.flatnonzero(train.original)
+    splitter = StratifiedGroupKFold(n_splits=cfg.logistic.inner_folds, shuffle=True, random_state=seed)
+    scores = np.zeros(len(grid))
+    for _, val_orig in splitter.split(orig, train.y[orig], groups=train.groups[orig]):
+        val_groups = np.unique(train.groups[orig[val_orig]])
+        fit_rows = ~np.isin(train.groups, val_groups)
+        model = _logistic(grid[0], cfg)
+        for i, C in enumerate(grid):
+            model.set_params(C=C)
+            _fit(model, train.X[fit_rows], train.y[fit_rows])
+            val = orig[val_orig]
+            scores[i] += roc_auc_score(train.y[val], model.decision_function(train.X[val]))
+    return float(grid[int(np.argmax(scores))])
+
+
+def fit_predict(probe: ProbeName, train: TrainSet, X_test: np.ndarray, *, cfg: BenchmarksConfig,
+                seed: int) -> tuple[np.ndarray, dict[str, float]]:
+    """Fit ``probe`` on ``train`` and return P(y=1) for ``X_test`` (m,) plus the chosen hyper-parameters."""
+    if probe == "logistic":
+        Xtr, Xte = _standardize(train.X, X_test)
+        C = cfg.logistic.C
+        if C is None:
+            C = choose_C(TrainSet(Xtr, train.y, train.groups, train.original), cfg=cfg, seed=seed)
+        model = _fit(_logistic(C, cfg), Xtr, train.y)
+        return model.predict_proba(Xte)[:, 1], {"C": C}
+    if probe == "lightgbm":
+        import lightgbm as lgb
+
+        lc = cfg.lightgbm
+        model = lgb.LGBMClassifier(n_estimators=lc.n_estimators, learning_rate=lc.learning_rate,
+                                   num_leaves=lc.num_leaves, n_jobs=lc.n_jobs, random_state=seed, verbose=-1)
+        model.fit(train.X, train.y)
+        return model.predict_proba(X_test)[:, 1], {}
+    if probe == "mlp":
+        Xtr, Xte = _standardize(train.X, X_test)
+        model = MLPClassifier(hidden_layer_sizes=tuple(cfg.mlp.hidden), alpha=cfg.mlp.alpha,
+                              max_iter=cfg.mlp.max_iter, early_stopping=True, random_state=seed)
+        _fit(model, Xtr, train.y)
+        return model.predict_proba(Xte)[:, 1], {}
+    raise ValueError(f"unknown probe {probe!r}; choose logistic, lightgbm or mlp")

@@ -1,0 +1,88 @@
+"""report.md: the source study's two tables (Accuracy, AUROC: datasets x labels x models), selection,
+paired comparisons, missing images, the studies and the figures."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .config import BenchmarksConfig
+
+
+def metric_table(results: pd.DataFrame, *, metric: str, probe: str) -> str:
+    """Markdown table: rows (dataset, label) + a per-dataset average row, a column per model;
+    cells "mean [CI]" (mean over folds, patient-bootstrap CI), best model per row in bold."""
+    sub = results[(results.metric == metric) & (results.probe == probe) & (results.ci_method == "patient_bootstrap")]
+    models = sorted(sub.model.unique())
+    lines = ["| dataset | label | " + " | ".join(models) + " |", "|---|---|" + "---|" * len(models)]
+    for ds, by_ds in sub.groupby("dataset", sort=True):
+        for lab, rows in by_ds.groupby("label", sort=True):
+            r = rows.set_index("model")
+            best = r["mean"].max()
+            cells = [(f"**{r.at[m, 'mean']:.3f}** [{r.at[m, 'ci_low']:.3f}, {r.at[m, 'ci_high']:.3f}]"
+                      if r.at[m, "mean"] == best else
+                      f"{r.at[m, 'mean']:.3f} [{r.at[m, 'ci_low']:.3f}, {r.at[m, 'ci_high']:.3f}]")
+                     if m in r.index else "-" for m in models]
+            lines.append(f"| {ds} | {lab} | " + " | ".join(cells) + " |")
+        avg = by_ds.groupby("model")["mean"].mean()
+        cells = [(f"**{avg[m]:.3f}**" if avg[m] == avg.max() else f"{avg[m]:.3f}") if m in avg else "-"
+                 for m in models]
+        lines.append(f"| {ds} | *average* | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _df_table(df: pd.DataFrame, *, floatfmt: str = "{:.4g}") -> str:
+    if df.empty:
+        return "_none_"
+    fmt = df.apply(lambda col: col.map(lambda v: floatfmt.format(v) if isinstance(v, float) else str(v)))
+    return "\n".join(["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns),
+                      *("| " + " | ".join(row) + " |" for row in fmt.itertuples(index=False))])
+
+
+def write_report(out: Path, *, cfg: BenchmarksConfig, results: pd.DataFrame, comparisons: pd.DataFrame,
+                 selection: dict, missing: pd.DataFrame, n_sampled: int, figures: list[Path],
+                 transfer: pd.DataFrame | None = None, noise: pd.DataFrame | None = None) -> Path:
+    """Write ``out/report.md`` and return its path; figures are linked relative to ``out``."""
+    first = results.drop_duplicates(["dataset", "label"])
+    parts = [
+        "# Embedding benchmark",
+        f"{results.model.nunique()} model(s) x {first.shape[0]} (dataset, label) task(s), probes "
+        f"{', '.join(cfg.probes)}; {cfg.n_folds}-fold CV stratified and grouped by patient (no patient in two "
+        f"folds), seed {cfg.seed}. Training folds use the original and augmented rows of their images; test "
+        "folds score original images only.",
+        "**How to read the tables.** Each cell is the *mean over the K test folds* and, in brackets, its 95% "
+        f"*patient-level cluster bootstrap* percentile interval ({cfg.bootstrap.n_boot} resamples of the patients "
+        "within each test fold of the pooled out-of-fold predictions; all images of a patient move together). The fold-based t-interval (mean +- t_(K-1) SD/sqrt(K)) "
+        "is in `results.csv` (`ci_method = fold_t`). No result comes from a single fold. Best model per row "
+        f"in bold. Accuracy uses the probability cut-off {cfg.threshold}.",
+        f"Images used: {results.groupby(['dataset', 'label']).n_images.first().sum()} of {n_sampled} sampled "
+        f"(dataset, label, image) rows; {missing.image_id.nunique() if len(missing) else 0} sampled image(s) have "
+        "no embedding for at least one model and are left out for every model (listed in `missing.csv`).",
+    ]
+    for probe in cfg.probes:
+        parts += [f"## Accuracy ({probe} probe)", metric_table(results, metric="accuracy", probe=probe),
+                  f"## AUROC ({probe} probe)", metric_table(results, metric="auroc", probe=probe)]
+    parts += ["## Model selection",
+              f"Selected **{selection['model']}** (augmentation `{selection['augmentation']}`, pooling "
+              f"`{selection['pooling']}`, probe {selection['probe']}): {selection['reason']}.",
+              "## Paired comparisons",
+              f"DeLong test on pooled out-of-fold scores and Nadeau-Bengio corrected resampled t-test over folds; "
+              f"p-values adjusted ({cfg.selection.correction}) over all rows of each test. Full table: "
+              "`comparisons.csv`.",
+              _df_table(comparisons[["dataset", "label", "probe", "model_a", "model_b", "diff", "delong_p_adj",
+                                     "nb_p_adj"]].head(40)) if len(comparisons) else "_one model: nothing to compare_"]
+    if len(missing):
+        parts += ["## Sampled images without embeddings",
+                  _df_table(missing.groupby(["model", "dataset", "label", "reason"]).size()
+                            .rename("n_images").reset_index())]
+    if transfer is not None:
+        parts += ["## Cross-dataset transfer (train on one dataset, test on another)",
+                  _df_table(transfer[transfer.metric == "auroc"].drop(columns="metric"))]
+    if noise is not None:
+        parts += ["## Label-noise robustness (AUROC vs fraction of flipped training labels)",
+                  _df_table(noise), "![label noise](figures/label_noise.png)"]
+    parts += ["## Figures"] + [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figures
+                               if p.name != "label_noise.png"]
+    path = out / "report.md"
+    path.write_text("\n\n".join(parts) + "\n")
+    return path
