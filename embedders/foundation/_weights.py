@@ -17,20 +17,22 @@ import torch
 from safetensors import safe_open
 
 from cohorts.provenance import sha256_file
-from embedders.base import ModelInfo
+from embedders.base import ModelInfo, WeightsError
 
 log = logging.getLogger(__name__)
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(WeightsError):
     """The weights folder or a file the adapter needs is not there (message: one line, with the fix)."""
 
 
-class MissingDependencyError(ImportError):
-    """An optional dependency of one adapter (e.g. TensorFlow) is not installed (message: one line)."""
+class MissingDependencyError(ValueError):
+    """An optional dependency of one adapter (e.g. TensorFlow) is not installed (message: one line).
+
+    A ValueError (not ImportError) so the CLIs report it as a user error line like the others."""
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(WeightsError):
     """The checkpoint's keys or shapes do not match the architecture (strict loading failed)."""
 
 

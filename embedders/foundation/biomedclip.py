@@ -83,11 +83,11 @@ class BiomedClipVision(torch.nn.Module):
     def __init__(self, config: ViTConfig, embed_dim: int) -> None:
         super().__init__()
         self.trunk = ViTModel(config, add_pooling_layer=False)
-        self.proj = torch.nn.Linear(config.hidden_size, embed_dim, bias=False)
+        self.head = torch.nn.ModuleDict({"proj": torch.nn.Linear(config.hidden_size, embed_dim, bias=False)})
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         cls = self.trunk(pixel_values=pixels).last_hidden_state[:, 0]
-        return self.proj(cls)
+        return self.head["proj"](cls)
 
 
 def build_biomedclip(folder: Path) -> BiomedClipVision:
@@ -113,7 +113,7 @@ def build_biomedclip(folder: Path) -> BiomedClipVision:
         image_size=vision["image_size"], patch_size=patch, layer_norm_eps=1e-6, qkv_bias=True, hidden_act="gelu",
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     model = BiomedClipVision(config, model_cfg["embed_dim"])
-    state_dict = {f"trunk.{k}": v for k, v in trunk.items()} | {f"proj.{k}": v for k, v in head.items()}
+    state_dict = {f"trunk.{k}": v for k, v in trunk.items()} | {f"head.{k}": v for k, v in head.items()}
     load_strict(model, state_dict, source=folder / CHECKPOINT)
     return model.eval()
 
@@ -131,7 +131,7 @@ class BiomedClip(TorchImageEmbedder):
                          resample=preprocess.get("interpolation", "bicubic"),
                          mean=tuple(preprocess.get("mean", CLIP_MEAN)), std=tuple(preprocess.get("std", CLIP_STD)),
                          crop_rounding="round")
-        info = replace(INFO, output_shape=(model.proj.out_features,), input_size=spec.size, mean=spec.mean,
+        info = replace(INFO, output_shape=(model.head["proj"].out_features,), input_size=spec.size, mean=spec.mean,
                        std=spec.std, resize=spec.describe())
         super().__init__(info, spec, model, weights_sha256=weights_checksum([folder / CHECKPOINT]))
 
