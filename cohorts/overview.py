@@ -80,9 +80,9 @@ def _figures(manifest: pd.DataFrame, clinical: pd.DataFrame | None, counts: dict
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key in zip(axes, ("patient_id", "study_id")):
-        sizes = manifest.groupby(key).size()
-        ax.hist(sizes, bins=min(50, max(int(sizes.max()), 1)), color="#4c72b0")
-        ax.set_yscale("log"), ax.set_xlabel(f"images per {key.split('_')[0]}"), ax.set_ylabel("count")
+        sizes = manifest.groupby(key).size().value_counts().sort_index()
+        ax.bar(sizes.index, sizes.to_numpy(), width=0.8, color="#4c72b0")
+        ax.set_yscale("log"), ax.set_xlabel(f"images per {key.split('_')[0]}"), ax.set_ylabel(f"{key.split('_')[0]}s")
     save(fig, "images_per_patient_study.png")
 
     if counts.get("images_per_year"):

@@ -11,9 +11,11 @@ Outcomes (clinical table, per patient):
 * ``icu`` = 1 when an ICU admission is recorded, else 0 (the repository records ICU stays for its
   whole cohort; an empty field means none). Image labels ``label_Death``/``label_ICU`` carry
   the same patient-level facts so benchmarks can use them.
-Labs: the clinical value is the patient's earliest measurement after admission (no imputation).
+Labs: the clinical value is the patient's earliest recorded measurement (by day relative to admission,
+which may precede it); nothing is imputed.
 ``-inf``/``inf`` mean below/above the detection limit: the value is set null and the column
-``<lab>_limit`` says ``below``/``above``, so a censored lab is never read as a number.
+``<lab>_limit`` says ``below``/``above`` (``within`` for a finite value, null when not measured),
+so a censored lab is never read as a number.
 Units are not stated by the source; the ones in the schema are inferred from the value ranges.
 """
 from __future__ import annotations
@@ -49,14 +51,14 @@ def _baseline_labs(raw: pd.DataFrame, day: pd.Series) -> tuple[pd.DataFrame, dic
         lab = pd.DataFrame({"patient_id": raw["patient_id"], "day": pd.to_numeric(raw[f"{prefix}_offset"],
                             errors="coerce") + day, "val": val}).dropna(subset=["val"])
         first = lab.sort_values(["patient_id", "day"], kind="stable").groupby("patient_id").first()
-        limit = pd.Series(np.select([first["val"] == -np.inf, first["val"] == np.inf], ["below", "above"], ""),
-                          index=first.index).replace("", None)
+        limit = pd.Series(np.select([first["val"] == -np.inf, first["val"] == np.inf], ["below", "above"], "within"),
+                          index=first.index)
         parts.append(pd.DataFrame({col: first["val"].where(np.isfinite(first["val"])),
                                    f"{col}_limit": limit.astype("string")}))
-        schema[col] = spec("continuous", "feature", f"{desc}, earliest value after admission "
+        schema[col] = spec("continuous", "feature", f"{desc}, earliest recorded value "
                            "(null when censored, see _limit)", unit=unit, min=0.0)
-        schema[f"{col}_limit"] = spec("categorical", "feature", f"{desc} beyond the detection limit "
-                                      "(below/above) at that measurement", categories=["below", "above"])
+        schema[f"{col}_limit"] = spec("categorical", "feature", f"{desc} at that measurement: within, below "
+                                      "or above the detection limit", categories=["below", "within", "above"])
     return pd.concat(parts, axis=1), schema
 
 

@@ -72,19 +72,17 @@ def test_csv_cohort_errors_views_clinical_overview(tmp_path):
     assert (Path(written["run"]).parent / "config.resolved.yaml").is_file()
 
 
-def test_csv_bad_label_and_out_of_range_clinical_are_named(tmp_path):
+@pytest.mark.parametrize("table, column, value, error, match", [
+    ("manifest.csv", "Edema", 2, ValueError, "column 'Edema'"),
+    ("clinical.csv", "age", 400, ClinicalError, "'age'.*outside"),
+])
+def test_bad_values_are_named(tmp_path, table, column, value, error, match):
     root = _csv_cohort(tmp_path / "raw")
-    df = pd.read_csv(root / "manifest.csv")
-    df.loc[4, "Edema"] = 2
-    df.to_csv(root / "manifest.csv", index=False)
-    with pytest.raises(ValueError, match="column 'Edema'"):
+    df = pd.read_csv(root / table)
+    df.loc[4 % len(df), column] = value
+    df.to_csv(root / table, index=False)
+    with pytest.raises(error, match=match):
         run_cohorts(_csv_cfg(root), out=tmp_path / "out")
-    root = _csv_cohort(tmp_path / "raw2")
-    clin = pd.read_csv(root / "clinical.csv")
-    clin.loc[0, "age"] = 400
-    clin.to_csv(root / "clinical.csv", index=False)
-    with pytest.raises(ClinicalError, match="'age'.*outside"):
-        run_cohorts(_csv_cfg(root), out=tmp_path / "out2")
 
 
 def test_emory_split_tables_join_on_study_key(tmp_path):

@@ -88,8 +88,11 @@ def test_hannover_rows_outcomes_and_censored_labs(covid_pair, shared_data):
     # -inf / inf are never numbers in the clinical table; censored baselines are flagged
     assert np.isfinite(c[["crp", "d_dimer", "po2"]].dropna()).all().all()
     assert hannover.notes["censored_lab_values"]["d-dimer"] == raw["d-dimer_val"].isin(["inf", "-inf"]).sum()
-    flagged = c["d_dimer_limit"].dropna()
-    assert set(flagged) <= {"below", "above"} and c.loc[flagged.index, "d_dimer"].isna().all()
+    limit = c["d_dimer_limit"]
+    censored = limit.isin(["below", "above"])
+    assert censored.any() and c.loc[censored, "d_dimer"].isna().all()
+    assert (limit.notna() == (c["d_dimer"].notna() | censored)).all()   # null limit <=> not measured
+    assert c.loc[limit == "within", "d_dimer"].notna().all()
 
 
 def test_hannover_duplicates_removed_once(covid_pair):
