@@ -69,7 +69,8 @@ class ImageSpec:
             rounding = "floor" if self.crop_rounding == "floor" else "round-half-even"
             return (f"uint8 grey; shortest side {self.size} {self.resample} (PIL) + centre crop "
                     f"{self.size} ({rounding} offset); x/255; 3 channels")
-        return f"uint8 grey; resize to {self.size}x{self.size} {self.resample} (PIL, aspect not kept); x/255; 3 channels"
+        return (f"uint8 grey; resize to {self.size}x{self.size} {self.resample} (PIL, aspect not kept); "
+                "x/255; 3 channels")
 
     def resize(self, grey: np.ndarray) -> np.ndarray:
         """uint8 ``(H, W)`` -> uint8 ``(size, size)`` resized (and centre-cropped) with Pillow."""

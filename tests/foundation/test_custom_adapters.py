@@ -59,7 +59,8 @@ def _timm_reference(s: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor
         qkv = F.linear(ln(x, b + "norm1"), s[b + "attn.qkv.weight"], s[b + "attn.qkv.bias"])
         q, k, v = qkv.reshape(batch, tokens, 3, HEADS, D // HEADS).permute(2, 0, 3, 1, 4)
         attn = ((q * (D // HEADS) ** -0.5) @ k.mT).softmax(-1) @ v
-        x = x + F.linear(attn.transpose(1, 2).reshape(batch, tokens, D), s[b + "attn.proj.weight"], s[b + "attn.proj.bias"])
+        merged = attn.transpose(1, 2).reshape(batch, tokens, D)
+        x = x + F.linear(merged, s[b + "attn.proj.weight"], s[b + "attn.proj.bias"])
         h = F.gelu(F.linear(ln(x, b + "norm2"), s[b + "mlp.fc1.weight"], s[b + "mlp.fc1.bias"]))
         x = x + F.linear(h, s[b + "mlp.fc2.weight"], s[b + "mlp.fc2.bias"])
     return F.linear(ln(x, t + "norm")[:, 0], s["visual.head.proj.weight"])
@@ -111,7 +112,8 @@ def _davit_state(seed: int = 0) -> dict[str, torch.Tensor]:
     for i, dim in enumerate(DIMS):
         prev = 3 if i == 0 else DIMS[i - 1]
         state |= {f"{e}convs.{i}.proj.weight": _rand(g, dim, prev, PATCH[i], PATCH[i]),
-                  f"{e}convs.{i}.proj.bias": _rand(g, dim), f"{e}convs.{i}.norm.weight": 1 + _rand(g, prev if PRENORM[i] else dim),
+                  f"{e}convs.{i}.proj.bias": _rand(g, dim),
+                  f"{e}convs.{i}.norm.weight": 1 + _rand(g, prev if PRENORM[i] else dim),
                   f"{e}convs.{i}.norm.bias": _rand(g, prev if PRENORM[i] else dim)}
         for j in range(STAGE_DEPTHS[i]):
             for blk, attn in zip(BLOCKS, ("window_attn", "channel_attn")):
