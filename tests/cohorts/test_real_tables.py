@@ -109,3 +109,17 @@ def test_hannover_duplicates_removed_once(covid_pair):
     assert len(c2.notes["hannover_located_images_without_hannover_copy"]) == 10
     assert not set(c2.clinical["patient_id"]) & set(h2.clinical["patient_id"])
     assert "intubated" in h2.clinical.columns
+
+
+def test_nih_with_image_root_keeps_existing_images_and_reports_the_rest(shared_data, label_tables, tmp_path):
+    from cohorts.config import CohortsConfig
+    from cohorts.run import run_cohorts
+
+    source = {"kind": "nih", "table": label_tables / "Data_Entry_2017_v2020.csv.gz",
+              "image_root": shared_data / "nih-chestxray14-sample" / "images"}
+    written = run_cohorts(CohortsConfig(sources=[source], verify_images=True, overview=False), out=tmp_path)
+    m = pd.read_parquet(written["manifest"])
+    assert sorted(m["image_id"]) == ["nih/00000001_000", "nih/00027426_000"]
+    assert m.set_index("image_id").loc["nih/00000001_000", "path"].endswith("images/00000001_000.png")
+    errors = pd.read_csv(written["errors"])
+    assert len(errors) == 112_120 - 2 and (errors["reason"] == "file not found").all()
