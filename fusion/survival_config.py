@@ -1,10 +1,119 @@
-"""Config of the survival head (owned by the survival-head module; fusion.config embeds it)."""
+"""Config of the survival head (owned by the survival-head module; fusion.config embeds it as ``survival:``).
+
+This module must not import :mod:`fusion.config` at import time (that module imports this one);
+the ``train`` overrides are checked against :class:`fusion.config.TrainConfig` when validated.
+"""
 from __future__ import annotations
 
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
 from cohorts.config import StrictModel
+
+# Training defaults of the head where they differ from the VAE's TrainConfig (Cox needs large batches).
+HEAD_TRAIN_DEFAULTS: dict[str, Any] = {"learning_rate": 3e-3, "weight_decay": 1e-3, "batch_size": 256,
+                                       "max_epochs": 150, "patience": 20, "warmup_steps": 20}
+
+
+class Endpoint(StrictModel):
+    """One outcome to model: time-to-event (``time`` + ``event`` columns) or ``binary`` (0/1, no times)."""
+
+    name: str
+    time: str | None = None                  # clinical.parquet column, days
+    event: str | None = None                 # 1 = event observed at `time`, 0 = censored
+    binary: str | None = None                # 0/1 outcome without times (logistic loss; C-index = AUROC)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Endpoint":
+        timed = self.time is not None and self.event is not None
+        if timed == (self.binary is not None) or (self.time is None) != (self.event is None):
+            raise ValueError(f"endpoint '{self.name}': give either both `time` and `event`, or `binary`")
+        return self
+
+    @property
+    def kind(self) -> Literal["time_to_event", "binary"]:
+        return "binary" if self.binary is not None else "time_to_event"
+
+
+class TokenConfig(StrictModel):
+    """What becomes a token of the sequence the selective SSM reads."""
+
+    cxr_model: str | None = None             # store group; None: from --selection selection.json
+    augmentation: str = "original"
+    max_images: int = Field(4, ge=1)         # serial CXRs per patient (latest ones, ordered by time)
+    cxr_tokens: Literal["image", "all"] = "image"   # one token per image (mean of its tokens) or all 32/128
+    clinical: bool = True                    # one token per clinical feature variable (missing ones masked)
+    clinical_columns: list[str] | None = None   # None: every role=feature column
+    clinical_exclude: list[str] = Field(default_factory=list)
+    latent: Literal["none", "frozen", "joint"] = "frozen"
+    # frozen: the fusion VAE's latents.zarr as a token (needs --latents); joint: the VAE is trained with
+    # the head (shared latent; loss = ELBO + joint_weight * survival loss); none: no latent token.
+    joint_weight: float = Field(1.0, gt=0)
+
+
+class HeadConfig(StrictModel):
+    """Network sizes of the selective-SSM head."""
+
+    d_model: int = Field(32, ge=4)
+    n_layers: int = Field(1, ge=1)
+    d_state: int = Field(8, ge=1)
+    expand: int = Field(2, ge=1)
+    d_conv: int = Field(2, ge=1)             # causal depthwise conv width (1 = none)
+    scan: Literal["parallel", "sequential"] = "parallel"
+
+
+class LossConfig(StrictModel):
+    """Survival loss for time-to-event endpoints (binary endpoints always use the logistic loss)."""
+
+    kind: Literal["cox", "discrete"] = "cox"
+    ties: Literal["efron", "breslow"] = "efron"
+    n_bins: int = Field(10, ge=2)            # discrete-time hazard: quantile bins of training event times
+
+
+class EvaluationConfig(StrictModel):
+    """Held-out evaluation: K-fold out-of-fold risks, bootstrap CIs, baselines, oracle."""
+
+    folds: int = Field(5, ge=2)              # patient-level K-fold; every reported risk is out-of-fold
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)   # of each training fold, for early stopping
+    n_boot: int = Field(1000, ge=10)
+    level: float = Field(0.95, gt=0, lt=1)
+    pca_components: int = Field(8, ge=1)     # CXR-PCA CoxPH baseline
+    penalizer: float = Field(0.1, ge=0)      # ridge penalty of the lifelines baselines
+    oracle_columns: list[str] | None = None  # role=truth columns for the oracle CoxPH; None: all present
+    risk_groups: int = Field(3, ge=2)        # Kaplan-Meier curves by predicted-risk tertiles
 
 
 class SurvivalConfig(StrictModel):
     """Selective-SSM survival head options."""
 
     enabled: bool = True
+    seed: int = 0
+    endpoints: list[Endpoint] = Field(default_factory=lambda: [Endpoint(name="death", time="time", event="event")])
+    tokens: TokenConfig = Field(default_factory=TokenConfig)
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: dict[str, Any] = Field(default_factory=dict)   # overrides of fusion TrainConfig fields for the head
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @field_validator("train")
+    @classmethod
+    def _train_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from fusion.config import TrainConfig   # deferred: fusion.config imports this module
+
+        TrainConfig(**{**HEAD_TRAIN_DEFAULTS, **value})
+        return value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _unique_names(cls, value: list[Endpoint]) -> list[Endpoint]:
+        names = [e.name for e in value]
+        if len(set(names)) != len(names) or not names:
+            raise ValueError(f"endpoint names must be unique and at least one is needed, got {names}")
+        return value
+
+    def train_config(self) -> Any:
+        """The head's :class:`fusion.config.TrainConfig` (head defaults + the ``train`` overrides)."""
+        from fusion.config import TrainConfig
+
+        return TrainConfig(**{**HEAD_TRAIN_DEFAULTS, **self.train})
