@@ -1,0 +1,262 @@
+"""Synthetic ARDS demo cohort with known ground truth (no download): phantom CXRs + clinical table.
+
+``generate_demo(raw_dir)`` writes::
+
+    raw_dir/images/<image_id>.png      8-bit grey phantom radiographs (cohorts.phantom)
+    raw_dir/manifest.csv               image_id, patient_id, study_id, path (relative), view,
+                                       offset_days, Atelectasis, Edema, Effusion, Opacity (0/1)
+    raw_dir/clinical.csv               one row per patient: features (with missing values),
+                                       outcomes time/event, ground truth true_subtype/true_severity
+    raw_dir/clinical_schema.json       the clinical schema (docs/data-contracts.md format)
+
+Three planted subtypes: 0 hyperinflammatory (clinical markers, focal images, highest mortality),
+1 hypoinflammatory with diffuse/bilateral images (edema, bilateral effusion and opacity), 2
+hypoinflammatory with focal images. Clinical data separate 0 from {1, 2}, images separate 1 from
+{0, 2}, only both recover all three; the hazard depends on the subtype and on a latent severity
+that the images show (extent and density of findings). Every constant of the generative model
+is below and documented in docs/demo-cohort.md. Patient ``i`` is drawn from its own stream
+``default_rng([seed, i])``, so a patient is the same whatever ``n_patients`` is.
+
+CLI: ``python -m cohorts.demo --out DIR [--n-patients 300] [--seed 0] [--image-size 256]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
+
+from .phantom import SIDES, ZONES, PhantomSpec, render_phantom
+
+log = logging.getLogger(__name__)
+
+LABELS = ("Atelectasis", "Edema", "Effusion", "Opacity")
+SUBTYPE_P = (0.34, 0.33, 0.33)          # 0 hyperinflammatory, 1 hypo-diffuse, 2 hypo-focal
+SUBTYPE_NAMES = ("hyperinflammatory (focal images)", "hypoinflammatory, diffuse images",
+                 "hypoinflammatory, focal images")
+ETIOLOGIES = ("pneumonia", "sepsis", "aspiration", "trauma")
+ETIOLOGY_P = {True: (0.30, 0.50, 0.10, 0.10), False: (0.45, 0.15, 0.20, 0.20)}   # by hyperinflammatory
+# clinical markers: (hyperinflammatory, hypoinflammatory)
+IL6_MEDIAN, IL6_LOG_SD = (250.0, 50.0), 1.0           # pg/mL, log-normal
+IL8_MEDIAN, IL8_LOG_SD = (80.0, 20.0), 0.8            # pg/mL, log-normal
+LACTATE_MEDIAN, LACTATE_LOG_SD = (3.2, 1.5), 0.45     # mmol/L, log-normal
+BICARB_MEAN, BICARB_SD = (18.5, 23.0), 3.5            # mmol/L, normal
+VASOPRESSOR_P = (0.72, 0.30)
+PF_MEAN, PF_PER_SEVERITY, PF_SD = 185.0, -30.0, 60.0  # mmHg; P/F falls with the latent severity
+# images: per-image finding logit = base[pattern] + SEVERITY_LOGIT * s_t + patient effect N(0, 1)
+FINDING_P = {"diffuse": {"Atelectasis": 0.15, "Edema": 0.70, "Effusion": 0.55, "Opacity": 0.45},
+             "focal": {"Atelectasis": 0.45, "Edema": 0.08, "Effusion": 0.25, "Opacity": 0.55}}
+SEVERITY_LOGIT, PATIENT_EFFECT_SD = 1.0, 1.0
+TREND_SD, IMAGE_SEVERITY_SD = 0.2, 0.2   # per-image severity s_t = s + trend * weeks + N(0, 0.2)
+VIEWS, VIEW_P = ("PA", "AP", "AP Supine"), (0.15, 0.55, 0.30)
+ZONE_P = (0.15, 0.25, 0.60)             # focal opacity zone: upper, middle, lower
+# survival: hazard = BASE_HAZARD * exp(SUBTYPE_LOG_HR[z] + SEVERITY_LOG_HR * s + AGE_LOG_HR * (age - 58))
+BASE_HAZARD, SUBTYPE_LOG_HR, SEVERITY_LOG_HR, AGE_LOG_HR = 0.005, (1.3, 0.8, 0.0), 0.9, 0.02
+FOLLOW_UP_DAYS, FOLLOW_UP_P, LOSS_P = (28.0, 60.0), (0.35, 0.65), 0.08
+# missingness (probability a value is null)
+NO_CLINICAL_P = 0.06                    # patient without any clinical value (record not linked)
+MISSING_P = {"age": 0.02, "sex": 0.01, "vasopressors": 0.05, "bicarbonate": 0.20, "etiology": 0.12}
+BIOMARKER_MISSING_P = 0.45              # il6 and il8 together (biomarker sub-study), MCAR
+LACTATE_MISSING_P = (0.15, 0.40)        # MAR: (on vasopressors, not on vasopressors)
+PF_MISSING_P = (0.05, 0.40)             # MNAR: (P/F <= 250, P/F > 250): milder patients lack an ABG
+FEATURES = ("age", "sex", "pf_ratio", "vasopressors", "bicarbonate", "il6", "il8", "lactate", "etiology")
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+def _clinical(rng: np.random.Generator, subtype: int, severity: float) -> dict[str, Any]:
+    """True clinical values of one patient (before missingness)."""
+    hyper = 0 if subtype == 0 else 1   # index into the (hyper, hypo) tuples
+    return {
+        "age": float(np.clip(np.rint(rng.normal(58.0, 15.0)), 18, 90)),
+        "sex": "M" if rng.random() < 0.58 else "F",
+        "pf_ratio": float(np.clip(np.rint(rng.normal(PF_MEAN + PF_PER_SEVERITY * severity, PF_SD)), 40, 450)),
+        "vasopressors": int(rng.random() < VASOPRESSOR_P[hyper]),
+        "bicarbonate": round(float(np.clip(rng.normal(BICARB_MEAN[hyper], BICARB_SD), 8.0, 40.0)), 1),
+        "il6": round(float(np.clip(IL6_MEDIAN[hyper] * math.exp(rng.normal(0.0, IL6_LOG_SD)), 1.0, 50000.0)), 1),
+        "il8": round(float(np.clip(IL8_MEDIAN[hyper] * math.exp(rng.normal(0.0, IL8_LOG_SD)), 1.0, 20000.0)), 1),
+        "lactate": round(float(np.clip(LACTATE_MEDIAN[hyper] * math.exp(rng.normal(0.0, LACTATE_LOG_SD)), 0.3, 20.0)), 1),
+        "etiology": ETIOLOGIES[rng.choice(4, p=ETIOLOGY_P[subtype == 0])],
+    }
+
+
+def _mask_missing(rng: np.random.Generator, values: dict[str, Any]) -> dict[str, Any]:
+    """Apply the missingness mechanisms (docs/demo-cohort.md) to one patient's true values."""
+    draws = rng.random(9)
+    if draws[0] < NO_CLINICAL_P:
+        return {k: None for k in values}
+    out = dict(values)
+    for k, u in zip(MISSING_P, draws[1:6]):
+        if u < MISSING_P[k]:
+            out[k] = None
+    if draws[6] < BIOMARKER_MISSING_P:
+        out["il6"] = out["il8"] = None
+    if draws[7] < LACTATE_MISSING_P[0 if values["vasopressors"] else 1]:
+        out["lactate"] = None
+    if draws[8] < PF_MISSING_P[int(values["pf_ratio"] > 250)]:
+        out["pf_ratio"] = None
+    return out
+
+
+def _survival(rng: np.random.Generator, subtype: int, severity: float, age: float) -> tuple[float, int]:
+    """Exponential event time, administrative follow-up end (28 or 60 d) and random loss."""
+    hazard = BASE_HAZARD * math.exp(SUBTYPE_LOG_HR[subtype] + SEVERITY_LOG_HR * severity + AGE_LOG_HR * (age - 58.0))
+    event_time = rng.exponential(1.0 / hazard)
+    follow_up = FOLLOW_UP_DAYS[int(rng.random() >= FOLLOW_UP_P[0])]
+    loss = rng.uniform(2.0, follow_up) if rng.random() < LOSS_P else math.inf
+    end = min(follow_up, loss)
+    time = max(round(min(event_time, end), 1), 0.1)
+    return time, int(event_time <= end)
+
+
+def _image_plan(rng: np.random.Generator, subtype: int, severity: float, time: float) -> list[dict[str, Any]]:
+    """Serial images of one patient: offsets (< time), views, findings and phantom specs."""
+    pattern = "diffuse" if subtype == 1 else "focal"
+    effect = {f: rng.normal(0.0, PATIENT_EFFECT_SD) for f in LABELS}
+    focal_side = SIDES[int(rng.random() < 0.4)]          # right lung 60%
+    focal_zone = ZONES[rng.choice(3, p=ZONE_P)]
+    atelectasis_side = focal_side if (pattern == "focal" and rng.random() < 0.6) else SIDES[rng.integers(2)]
+    bilateral_effusion = pattern == "diffuse" and rng.random() < 0.7
+    trend = rng.normal(0.0, TREND_SD)                     # severity change per week
+    thorax_width = rng.uniform(0.94, 1.06)
+    n_images = 1 + rng.binomial(3, 0.45)
+    offsets = [min(rng.uniform(0.0, 0.6), 0.5 * time)]
+    for _ in range(n_images - 1):
+        offsets.append(offsets[-1] + 1.0 + rng.exponential(1.5))
+    plan = []
+    for j, offset in enumerate(o for o in offsets if o < time):
+        s_t = severity + trend * offset / 7.0 + rng.normal(0.0, IMAGE_SEVERITY_SD)
+        present = {f: rng.random() < _sigmoid(_logit(FINDING_P[pattern][f]) + SEVERITY_LOGIT * s_t + effect[f])
+                   for f in LABELS}
+        other_side = SIDES[1 - SIDES.index(focal_side)]
+        spec = PhantomSpec(
+            view=VIEWS[rng.choice(3, p=VIEW_P)],
+            severity=_sigmoid(s_t),
+            effusion_sides=(SIDES if bilateral_effusion else (focal_side if rng.random() < 0.7 else other_side,))
+            if present["Effusion"] else (),
+            opacity_sides=(SIDES if pattern == "diffuse" else (focal_side,)) if present["Opacity"] else (),
+            opacity_zone=focal_zone,
+            opacity_diffuse=pattern == "diffuse",
+            edema=present["Edema"],
+            atelectasis_side=atelectasis_side if present["Atelectasis"] else None,
+            thorax_width=thorax_width,
+            rotation_deg=rng.normal(0.0, 2.0),
+            shift=(rng.normal(0.0, 0.02), rng.normal(0.0, 0.02)),
+            exposure=rng.uniform(0.9, 1.1),
+            texture_seed=int(rng.integers(2**31)),
+        )
+        plan.append({"index": j + 1, "offset_days": round(offset, 2), "labels": present, "spec": spec})
+    return plan
+
+
+def _patient(seed: int, i: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Clinical row (with missingness, outcomes, truth) and image plan of patient ``i``."""
+    rng = np.random.default_rng([seed, i])
+    subtype = int(rng.choice(3, p=SUBTYPE_P))
+    severity = float(rng.normal())
+    values = _clinical(rng, subtype, severity)
+    time, event = _survival(rng, subtype, severity, values["age"])
+    plan = _image_plan(rng, subtype, severity, time)
+    row = {**_mask_missing(rng, values), "time": time, "event": event,
+           "true_subtype": subtype, "true_severity": round(severity, 3)}
+    return row, plan
+
+
+def clinical_schema() -> dict[str, Any]:
+    """The demo's ``clinical_schema.json`` (docs/data-contracts.md format)."""
+    def col(type_: str, role: str, description: str, unit: str | None = None, lo: float | None = None,
+            hi: float | None = None, categories: list[Any] | None = None) -> dict[str, Any]:
+        return {"type": type_, "role": role, "unit": unit, "min": lo, "max": hi,
+                "categories": categories, "description": description}
+
+    return {"columns": {
+        "patient_id": col("categorical", "id", "synthetic patient key"),
+        "age": col("continuous", "feature", "age at admission", "years", 18, 90),
+        "sex": col("categorical", "feature", "sex", categories=["F", "M"]),
+        "pf_ratio": col("continuous", "feature", "PaO2/FiO2 at baseline", "mmHg", 40, 450),
+        "vasopressors": col("binary", "feature", "vasopressors at baseline (1 yes)"),
+        "bicarbonate": col("continuous", "feature", "serum bicarbonate", "mmol/L", 8, 40),
+        "il6": col("continuous", "feature", "plasma IL-6", "pg/mL", 1, 50000),
+        "il8": col("continuous", "feature", "plasma IL-8", "pg/mL", 1, 20000),
+        "lactate": col("continuous", "feature", "arterial lactate", "mmol/L", 0.3, 20),
+        "etiology": col("categorical", "feature", "ARDS risk factor", categories=list(ETIOLOGIES)),
+        "time": col("continuous", "outcome", "days from admission to death or censoring (28 or 60 d follow-up)",
+                    "days", 0, 60),
+        "event": col("binary", "outcome", "1 death observed at `time`, 0 censored"),
+        "true_subtype": col("categorical", "truth", "planted subtype: " + "; ".join(
+            f"{k} {name}" for k, name in enumerate(SUBTYPE_NAMES)), categories=[0, 1, 2]),
+        "true_severity": col("continuous", "truth", "latent severity s ~ N(0, 1) (image-visible, raises hazard)"),
+    }}
+
+
+def _write_png(array: np.ndarray, path: Path) -> None:
+    Image.fromarray(array, mode="L").save(path, format="PNG", compress_level=6)
+
+
+def generate_demo(raw_dir: Path, *, n_patients: int = 300, seed: int = 0, image_size: int = 256) -> Path:
+    """Write the synthetic cohort into ``raw_dir`` (see module docstring); return ``raw_dir``.
+
+    Deterministic from ``seed``: the same arguments give byte-identical files. PNGs left over
+    from an earlier run in ``raw_dir/images`` that this run does not write are removed.
+    """
+    if n_patients < 1 or image_size < 32:
+        raise ValueError(f"generate_demo needs n_patients >= 1 and image_size >= 32, got {n_patients}, {image_size}")
+    raw_dir = Path(raw_dir)
+    images = raw_dir / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    width = max(4, len(str(n_patients)))
+    rows, clinical = [], []
+    for i in tqdm(range(n_patients), desc="demo cohort", unit="patient"):
+        pid = f"P{i:0{width}d}"
+        row, plan = _patient(seed, i)
+        clinical.append({"patient_id": pid, **row})
+        for item in plan:
+            image_id = f"{pid}-I{item['index']}"
+            rel = f"images/{image_id}.png"
+            _write_png(render_phantom(item["spec"], size=image_size), raw_dir / rel)
+            rows.append({"image_id": image_id, "patient_id": pid, "study_id": f"{pid}-S{item['index']}",
+                         "path": rel, "view": item["spec"].view, "offset_days": item["offset_days"],
+                         **{f: int(item["labels"][f]) for f in LABELS}})
+    written = {Path(r["path"]).name for r in rows}
+    for stale in images.glob("P*-I*.png"):
+        if stale.name not in written:
+            stale.unlink()
+    pd.DataFrame(rows).to_csv(raw_dir / "manifest.csv", index=False)
+    table = pd.DataFrame(clinical)
+    for name in ("age", "pf_ratio", "vasopressors"):
+        table[name] = table[name].astype("Int64")
+    table.to_csv(raw_dir / "clinical.csv", index=False)
+    (raw_dir / "clinical_schema.json").write_text(json.dumps(clinical_schema(), indent=2) + "\n")
+    log.info("demo cohort: %d patients, %d images (%d px) in %s", n_patients, len(rows), image_size, raw_dir)
+    return raw_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: write the demo cohort and print a one-line summary."""
+    parser = argparse.ArgumentParser(prog="python -m cohorts.demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="raw cohort folder to write")
+    parser.add_argument("--n-patients", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-size", type=int, default=256)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    out = generate_demo(args.out, n_patients=args.n_patients, seed=args.seed, image_size=args.image_size)
+    manifest = pd.read_csv(out / "manifest.csv")
+    print(f"wrote {len(manifest)} images of {manifest['patient_id'].nunique()} patients to {out}")
+
+
+if __name__ == "__main__":
+    main()
