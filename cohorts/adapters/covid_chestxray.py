@@ -71,6 +71,7 @@ def load_covid_chestxray(cfg: CovidChestxraySource) -> AdapterResult:
         "view": raw["view"],
         "acquired_at": pd.to_datetime(date, format="mixed", errors="coerce"),
         "offset_days": pd.to_numeric(raw["offset"], errors="coerce"),
+        "offset_reference": "symptom onset or hospitalisation",   # as the dataset defines `offset`
         "year": pd.to_numeric(raw["date"].str.extract(r"(\d{4})", expand=False), errors="coerce").astype("Int64"),
         "site": raw["location"],
         "finding": raw["finding"],

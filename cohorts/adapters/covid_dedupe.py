@@ -9,8 +9,12 @@ Image labels that only covid-chestxray has (e.g. ``label_COVID19`` from ``findin
 onto the kept row; where both sources give a label and disagree, Hannover's value is kept and the
 disagreement is counted. Every covid-chestxray patient with a matched image is renamed to the
 Hannover patient id, so the remaining (unmatched) images of that patient stay with the same
-patient in patient-grouped folds; their ids are listed in the notes. Clinical variables only
-covid-chestxray gives (e.g. ``intubated``) are added to the Hannover patient's row.
+patient in patient-grouped folds; their ids are listed in the notes (the 10 in the June 2020
+snapshot are other radiographs of the same patients, absent from the Hannover snapshot). Their
+``offset_days`` keep covid-chestxray's reference (``offset_reference`` says which): the offsets of
+matched pairs do not differ by one constant per patient, so no re-referencing is attempted.
+Clinical variables only covid-chestxray gives (e.g. ``intubated``) are added to the Hannover
+patient's row.
 """
 from __future__ import annotations
 

@@ -90,6 +90,7 @@ def load_hannover(cfg: HannoverSource) -> AdapterResult:
         "path": joined_paths(under(cfg.root, cfg.image_dir), raw["image_id"] + ".png"),
         "view": raw["projection"].str.upper(),
         "offset_days": day,
+        "offset_reference": "admission",
         "modality": raw["modality"],
         "site": "Hannover Medical School, Hannover, Germany",
         "source_file": raw["image_id"],
