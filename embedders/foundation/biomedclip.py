@@ -29,10 +29,11 @@ CONFIG = "open_clip_config.json"
 # timm ViT variants open_clip may name, with their number of attention heads (not inferable from shapes).
 TIMM_HEADS = {"vit_base_patch16_224": 12}
 
+SPEC = ImageSpec(224, "shortest", "bicubic", CLIP_MEAN, CLIP_STD, crop_rounding="round")  # open_clip eval
 INFO = ModelInfo(
     name="biomedclip", version="microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224", output_shape=(512,),
     input_size=224, mean=CLIP_MEAN, std=CLIP_STD,
-    resize=ImageSpec(224, "shortest", "bicubic", CLIP_MEAN, CLIP_STD, "round").describe(),
+    resize=SPEC.describe(),
     weights_source="microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
     license="MIT; not gated", notes="encode_image: visual.head.proj(final-LN CLS token), not L2-normalized")
 
@@ -127,10 +128,8 @@ class BiomedClip(TorchImageEmbedder):
         if preprocess.get("resize_mode", "shortest") != "shortest" or \
                 preprocess.get("interpolation", "bicubic") not in ("bicubic", "bilinear"):
             raise WeightsMismatchError(f"{folder / CONFIG}: unsupported preprocess_cfg {preprocess}")
-        spec = ImageSpec(size=model.trunk.config.image_size, mode="shortest",
-                         resample=preprocess.get("interpolation", "bicubic"),
-                         mean=tuple(preprocess.get("mean", CLIP_MEAN)), std=tuple(preprocess.get("std", CLIP_STD)),
-                         crop_rounding="round")
+        spec = replace(SPEC, size=model.trunk.config.image_size, resample=preprocess.get("interpolation", "bicubic"),
+                       mean=tuple(preprocess.get("mean", CLIP_MEAN)), std=tuple(preprocess.get("std", CLIP_STD)))
         info = replace(INFO, output_shape=(model.head["proj"].out_features,), input_size=spec.size, mean=spec.mean,
                        std=spec.std, resize=spec.describe())
         super().__init__(info, spec, model, weights_sha256=weights_checksum([folder / CHECKPOINT]))

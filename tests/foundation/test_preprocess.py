@@ -38,7 +38,7 @@ def reference(image: np.ndarray, *, size: int, shortest: bool, bicubic: bool, me
 
 CASES = {
     "rad-dino": (rad_dino.SPEC, dict(size=518, shortest=True, bicubic=True, mean=(0.5307,) * 3, std=(0.2583,) * 3)),
-    "biomedclip": (biomedclip.ImageSpec(224, "shortest", "bicubic", *CLIP, "round"),
+    "biomedclip": (biomedclip.SPEC,
                    dict(size=224, shortest=True, bicubic=True, mean=CLIP[0], std=CLIP[1], torchvision_crop=True)),
     "medimageinsight": (medimageinsight.SPEC, dict(size=480, shortest=False, bicubic=True,
                                                    mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))),
@@ -48,9 +48,21 @@ CASES = {
 }
 
 
+def odd_margin_crop(xray: np.ndarray) -> np.ndarray:
+    """The real image narrowed so that the centre-crop margins at 518 and 224 are both odd (the case where
+    HF's floor offset and torchvision's round-half-even offset differ)."""
+    height = xray.shape[0]
+    for width in range(xray.shape[1] - 1, xray.shape[1] - 200, -1):
+        if width > height and all((int(s * width / height) - s) % 2 == 1 for s in (518, 224)):
+            return xray[:, :width]
+    raise AssertionError("no width with odd margins found")
+
+
+@pytest.mark.parametrize("crop", [False, True], ids=["full", "odd-margin"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_preprocessing_matches_hand_reference(name: str, xray: np.ndarray) -> None:
+def test_preprocessing_matches_hand_reference(name: str, crop: bool, xray: np.ndarray) -> None:
     spec, ref_kwargs = CASES[name]
+    xray = odd_margin_crop(xray) if crop else xray
     got = spec(xray)
     assert got.dtype == torch.float32 and tuple(got.shape) == (3, ref_kwargs["size"], ref_kwargs["size"])
     np.testing.assert_allclose(got.numpy(), reference(xray, **ref_kwargs), atol=1e-5, rtol=0)
@@ -83,10 +95,12 @@ OFFICIAL = {
 }
 
 
+@pytest.mark.parametrize("crop", [False, True], ids=["full", "odd-margin"])
 @pytest.mark.parametrize("name", sorted(OFFICIAL))
-def test_preprocessing_matches_transformers_processor(name: str, xray: np.ndarray) -> None:
+def test_preprocessing_matches_transformers_processor(name: str, crop: bool, xray: np.ndarray) -> None:
     import transformers
 
+    xray = odd_margin_crop(xray) if crop else xray
     cls_name, default, config = OFFICIAL[name]
     spec = hf_image_spec(config, default=default, source=name)
     assert spec == default  # the shipped config describes exactly the adapter's built-in default
