@@ -79,16 +79,16 @@ def _logit(p: float) -> float:
 
 def _clinical(rng: np.random.Generator, subtype: int, severity: float) -> dict[str, Any]:
     """True clinical values of one patient (before missingness)."""
-    hyper = 0 if subtype == 0 else 1   # index into the (hyper, hypo) tuples
+    group = 0 if subtype == 0 else 1   # index into the (hyperinflammatory, hypoinflammatory) tuples
     return {
         "age": float(np.clip(np.rint(rng.normal(58.0, 15.0)), 18, 90)),
         "sex": "M" if rng.random() < 0.58 else "F",
         "pf_ratio": float(np.clip(np.rint(rng.normal(PF_MEAN + PF_PER_SEVERITY * severity, PF_SD)), 40, 450)),
-        "vasopressors": int(rng.random() < VASOPRESSOR_P[hyper]),
-        "bicarbonate": round(float(np.clip(rng.normal(BICARB_MEAN[hyper], BICARB_SD), 8.0, 40.0)), 1),
-        "il6": round(float(np.clip(IL6_MEDIAN[hyper] * math.exp(rng.normal(0.0, IL6_LOG_SD)), 1.0, 50000.0)), 1),
-        "il8": round(float(np.clip(IL8_MEDIAN[hyper] * math.exp(rng.normal(0.0, IL8_LOG_SD)), 1.0, 20000.0)), 1),
-        "lactate": round(float(np.clip(LACTATE_MEDIAN[hyper] * math.exp(rng.normal(0.0, LACTATE_LOG_SD)), 0.3, 20.0)), 1),
+        "vasopressors": int(rng.random() < VASOPRESSOR_P[group]),
+        "bicarbonate": round(float(np.clip(rng.normal(BICARB_MEAN[group], BICARB_SD), 8.0, 40.0)), 1),
+        "il6": round(float(np.clip(IL6_MEDIAN[group] * math.exp(rng.normal(0.0, IL6_LOG_SD)), 1.0, 50000.0)), 1),
+        "il8": round(float(np.clip(IL8_MEDIAN[group] * math.exp(rng.normal(0.0, IL8_LOG_SD)), 1.0, 20000.0)), 1),
+        "lactate": round(float(np.clip(LACTATE_MEDIAN[group] * math.exp(rng.normal(0.0, LACTATE_LOG_SD)), 0.3, 20.0)), 1),
         "etiology": ETIOLOGIES[rng.choice(4, p=ETIOLOGY_P[subtype == 0])],
     }
 
