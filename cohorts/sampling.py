@@ -3,8 +3,8 @@
 The sample is a saved artefact (``sample.parquet``, long format ``dataset, label, image_id,
 patient_id, y``) so every embedding model is benchmarked on the same images. Only rows coded
 1 or 0 take part (uncertain -1 and missing never do). With ``one_per_patient`` a patient appears
-at most once per (dataset, label): positives are drawn first (one random positive image per
-patient), negatives then come from the remaining patients. When fewer than N are available,
+at most once per (dataset, label): the class with fewer distinct patients is drawn first (one
+random image per patient), the other class then comes from the remaining patients. When fewer than N are available,
 all of them are used, a warning is logged and the shortfall is returned for the overview.
 """
 from __future__ import annotations
@@ -56,9 +56,14 @@ def balanced_sample(manifest: pd.DataFrame, *, labels: list[str], n_per_class: i
                 continue
             rng = _rng(seed, str(dataset), label)
             coded = part.loc[part[col].isin([0, 1]), ["image_id", "patient_id", col]]
-            pos = _draw(coded[coded[col] == 1], n_per_class, rng, one_per_patient=one_per_patient, exclude=set())
-            taken = set(pos["patient_id"]) if one_per_patient else set()
-            neg = _draw(coded[coded[col] == 0], n_per_class, rng, one_per_patient=one_per_patient, exclude=taken)
+            classes = {y: coded[coded[col] == y] for y in (1, 0)}
+            # the class with fewer patients is drawn first, so the other cannot use up its patients
+            order = sorted(classes, key=lambda y: (classes[y]["patient_id"].nunique(), -y))
+            drawn: dict[int, pd.DataFrame] = {}
+            for y in order:
+                taken = set(drawn[1 - y]["patient_id"]) if one_per_patient and (1 - y) in drawn else set()
+                drawn[y] = _draw(classes[y], n_per_class, rng, one_per_patient=one_per_patient, exclude=taken)
+            pos, neg = drawn[1], drawn[0]
             key = f"{dataset}/{label}"
             counts[key] = {"positive": len(pos), "negative": len(neg), "asked": n_per_class}
             if len(pos) < n_per_class or len(neg) < n_per_class:
@@ -66,9 +71,9 @@ def balanced_sample(manifest: pd.DataFrame, *, labels: list[str], n_per_class: i
                 log.warning("%s: only %d positive / %d negative image(s) available for %d+%d (%s); using all",
                             key, len(pos), len(neg), n_per_class, n_per_class,
                             "one per patient" if one_per_patient else "any image")
-            for y, drawn in ((1, pos), (0, neg)):
-                parts.append(pd.DataFrame({"dataset": dataset, "label": label, "image_id": drawn["image_id"],
-                                           "patient_id": drawn["patient_id"], "y": np.int8(y)}))
+            for y, rows in ((1, pos), (0, neg)):
+                parts.append(pd.DataFrame({"dataset": dataset, "label": label, "image_id": rows["image_id"],
+                                           "patient_id": rows["patient_id"], "y": np.int8(y)}))
     sample = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SAMPLE_COLUMNS)
     sample = sample.astype({"dataset": "string", "label": "string", "image_id": "string",
                             "patient_id": "string", "y": "int8"})

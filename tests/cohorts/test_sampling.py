@@ -52,6 +52,17 @@ def test_fewer_than_n_uses_all_and_warns(caplog):
     assert not res.sample["patient_id"].duplicated().any()
 
 
+def test_scarce_class_is_not_starved_by_patients_of_the_other():
+    # 50 patients with a positive image; only patients 0-9 also have a negative image
+    rows = [{"image_id": f"p{p}/pos", "patient_id": f"p{p}", "label_X": 1} for p in range(50)]
+    rows += [{"image_id": f"p{p}/neg", "patient_id": f"p{p}", "label_X": 0} for p in range(10)]
+    m = pd.DataFrame(rows).assign(dataset="d").astype({"label_X": "Int8"})
+    for seed in range(5):
+        res = balanced_sample(m, labels=["X"], n_per_class=10, seed=seed)
+        assert res.counts["d/X"] == {"positive": 10, "negative": 10, "asked": 10}
+        assert not res.sample["patient_id"].duplicated().any()
+
+
 def test_uncertain_and_missing_never_sampled_and_images_per_patient_option():
     m = _manifest(n_patients=20)
     res = balanced_sample(m, labels=["X"], n_per_class=1000, seed=0, one_per_patient=False)
