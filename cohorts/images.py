@@ -38,7 +38,7 @@ _MAGIC = (
     (b"BM", "BMP"),
 )
 # Pillow modes whose values are grey levels, with the full-scale value of each.
-_GREY_FULL_SCALE = {"1": 1.0, "L": 255.0, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0}
+_GREY_FULL_SCALE = {"1": 1.0, "L": 255.0, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0}
 # Pillow modes converted to 8-bit grey ("L") before scaling.
 _TO_GREY = frozenset({"RGB", "RGBA", "RGBX", "P", "PA", "LA", "La", "CMYK", "YCbCr", "LAB", "HSV"})
 # Bits per sample reported by image_info for Pillow modes.
@@ -52,6 +52,9 @@ class ImageError(ValueError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:   # picklable across worker processes
+        return type(self), (self.path, self.reason)
 
 
 def sniff_format(path: str | Path) -> str:
@@ -133,6 +136,8 @@ def _load_pillow(path: Path) -> np.ndarray:
     if mode not in _GREY_FULL_SCALE:
         raise ImageError(path, f"unsupported {fmt} pixel mode '{mode}' (expected 8/16-bit grey or RGB)")
     _check_not_constant(arr, path)
+    if mode == "I" and (arr.min() < 0 or arr.max() > 65535):   # 32-bit integer images: 16-bit data only
+        raise ImageError(path, f"32-bit integer {fmt} values outside 0..65535 (min {arr.min()}, max {arr.max()})")
     return (arr.astype(np.float32) / np.float32(_GREY_FULL_SCALE[mode])).astype(np.float32)
 
 

@@ -1,6 +1,7 @@
 """cohorts.images on real radiographs: pydicom-data CR chest (MONOCHROME1, JPEG 2000) and NIH PNGs."""
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -268,3 +269,17 @@ def test_multiframe_and_constant_images(tmp_path: Path) -> None:
     _bad(_testdata("emri_small_jpeg_ls_lossless.dcm"), "multi-frame DICOM (10 frames)")
     Image.fromarray(np.full((32, 32), 7, np.uint8)).save(tmp_path / "flat.png")
     _bad(tmp_path / "flat.png", "constant image (every pixel is 7)")
+
+
+def test_image_error_survives_pickling(tmp_path: Path) -> None:
+    with pytest.raises(ImageError) as info:
+        load_image(tmp_path / "gone.png")
+    copy = pickle.loads(pickle.dumps(info.value))   # e.g. returned from a Dask worker process
+    assert (copy.path, copy.reason, str(copy)) == (info.value.path, info.value.reason, str(info.value))
+
+
+def test_32bit_integer_image_with_16bit_values(tmp_path: Path, cr_raw: np.ndarray) -> None:
+    Image.fromarray(cr_raw.astype(np.int32)).save(tmp_path / "cr.tif")
+    np.testing.assert_allclose(load_image(tmp_path / "cr.tif"), cr_raw / 65535.0, atol=1e-7)
+    Image.fromarray((cr_raw * 10).astype(np.int32)).save(tmp_path / "big.tif")
+    _bad(tmp_path / "big.tif", "32-bit integer TIFF values outside 0..65535")
