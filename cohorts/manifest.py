@@ -60,6 +60,10 @@ def validate_manifest(df: pd.DataFrame, *, source: str = "manifest") -> None:
         if null.any():
             raise ManifestError(f"{source}: column '{col}' is empty in {int(null.sum())} row(s), "
                                 f"first at row {int(null.to_numpy().nonzero()[0][0])}")
+    relative = df["path"].notna() & ~df["path"].astype("string").str.startswith("/").fillna(False)
+    if relative.any():
+        raise ManifestError(f"{source}: 'path' must be absolute (or null), e.g. row "
+                            f"{int(relative.to_numpy().nonzero()[0][0])}: {df.loc[relative, 'path'].iloc[0]!r}")
     dup = df["image_id"].duplicated(keep=False)
     if dup.any():
         raise ManifestError(f"{source}: image_id must be unique; {int(dup.sum())} rows share ids, "
