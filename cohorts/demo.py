@@ -128,8 +128,11 @@ def _image_plan(rng: np.random.Generator, subtype: int, severity: float, time: f
     effect = {f: rng.normal(0.0, PATIENT_EFFECT_SD) for f in LABELS}
     focal_side = SIDES[int(rng.random() < 0.4)]          # right lung 60%
     focal_zone = ZONES[rng.choice(3, p=ZONE_P)]
-    atelectasis_side = focal_side if (pattern == "focal" and rng.random() < 0.6) else SIDES[rng.integers(2)]
-    bilateral_effusion = pattern == "diffuse" and rng.random() < 0.7
+    other_side = SIDES[1 - SIDES.index(focal_side)]
+    u_atelectasis, u_any_side, u_bilateral, u_effusion = rng.random(4)
+    atelectasis_side = focal_side if (pattern == "focal" and u_atelectasis < 0.6) else SIDES[int(u_any_side < 0.5)]
+    effusion_sides = SIDES if (pattern == "diffuse" and u_bilateral < 0.7) else \
+        ((focal_side,) if u_effusion < 0.7 else (other_side,))
     trend = rng.normal(0.0, TREND_SD)                     # severity change per week
     thorax_width = rng.uniform(0.94, 1.06)
     n_images = 1 + rng.binomial(3, 0.45)
@@ -141,12 +144,10 @@ def _image_plan(rng: np.random.Generator, subtype: int, severity: float, time: f
         s_t = severity + trend * offset / 7.0 + rng.normal(0.0, IMAGE_SEVERITY_SD)
         present = {f: rng.random() < _sigmoid(_logit(FINDING_P[pattern][f]) + SEVERITY_LOGIT * s_t + effect[f])
                    for f in LABELS}
-        other_side = SIDES[1 - SIDES.index(focal_side)]
         spec = PhantomSpec(
             view=VIEWS[rng.choice(3, p=VIEW_P)],
             severity=_sigmoid(s_t),
-            effusion_sides=(SIDES if bilateral_effusion else (focal_side if rng.random() < 0.7 else other_side,))
-            if present["Effusion"] else (),
+            effusion_sides=effusion_sides if present["Effusion"] else (),
             opacity_sides=(SIDES if pattern == "diffuse" else (focal_side,)) if present["Opacity"] else (),
             opacity_zone=focal_zone,
             opacity_diffuse=pattern == "diffuse",
