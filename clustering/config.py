@@ -1,0 +1,111 @@
+"""Config of the clustering stage (``clustering:`` section of a pipeline config, or a file of its own)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from cohorts.config import StrictModel
+
+
+class KnnConfig(StrictModel):
+    """Cosine kNN graph: exact blocked matrix products up to ``exact_max_n`` points, pynndescent beyond."""
+
+    k: int = Field(15, ge=2, description="neighbours per point, self excluded")
+    pca_dims: int | None = Field(50, ge=2, description="PCA before kNN when the input has more dims; null = none")
+    exact_max_n: int = Field(300_000, ge=1, description="exact search up to this many points")
+    block_rows: int = Field(4096, ge=64, description="query rows per matrix-product block (exact search)")
+    recall_sample: int = Field(1000, ge=10, description="points whose exact neighbours measure ANN recall")
+    ann_trees: int | None = Field(None, ge=1, description="pynndescent n_trees (null = its default)")
+    ann_iters: int | None = Field(None, ge=1, description="pynndescent n_iters (null = its default)")
+
+
+class LeidenConfig(StrictModel):
+    """Leiden sweep over resolutions and seeds; the chosen partition is a consensus over seeds."""
+
+    backend: Literal["igraph", "leidenalg"] = "igraph"
+    resolutions: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0])
+    n_seeds: int = Field(5, ge=1, description="Leiden runs (seeds) per resolution")
+    n_iterations: int = Field(-1, description="Leiden passes; negative = until the partition is stable")
+    n_subsamples: int = Field(5, ge=0, description="node subsamples per resolution for the stability score")
+    subsample_fraction: float = Field(0.8, gt=0.0, lt=1.0)
+    min_clusters: int = Field(2, ge=1, description="resolutions giving fewer (non-small) clusters are not chosen")
+    max_clusters: int = Field(12, ge=1)
+    min_cluster_size: int = Field(5, ge=1, description="smaller clusters merge into their best-connected neighbour")
+    stability_tolerance: float = Field(0.02, ge=0.0, description="scores within this of the best tie; modularity breaks ties")
+    resolution: float | None = Field(None, gt=0.0, description="fix the resolution instead of choosing it")
+
+    @model_validator(mode="after")
+    def _check(self) -> "LeidenConfig":
+        if not self.resolutions or any(r <= 0 for r in self.resolutions):
+            raise ValueError("resolutions must be a non-empty list of positive numbers")
+        if self.max_clusters < self.min_clusters:
+            raise ValueError("max_clusters must be >= min_clusters")
+        return self
+
+
+class UmapConfig(StrictModel):
+    """UMAP (umap-learn, cosine) on the kNN graph already built."""
+
+    enabled: bool = True
+    min_dist: float = Field(0.3, ge=0.0)
+    spread: float = Field(1.0, gt=0.0)
+    n_epochs: int | None = Field(None, ge=1, description="null = umap-learn's default (200 above 10k points, else 500)")
+    init: Literal["pca", "spectral"] = "pca"
+    max_points: int = Field(200_000, ge=100, description="above this, UMAP of a stratified subsample (by subtype)")
+
+
+class StabilityConfig(StrictModel):
+    """Bootstrap/subsample stability of the final partition and per-patient membership confidence."""
+
+    n_resamples: int = Field(20, ge=2)
+    fraction: float = Field(0.8, gt=0.0, lt=1.0)
+
+
+class CharacterizeConfig(StrictModel):
+    """Table 1, label enrichment, survival and montages by subtype."""
+
+    montage_per_subtype: int = Field(8, ge=0, description="sample images per subtype in the montage (0 = none)")
+    montage_size: int = Field(160, ge=32, description="tile side in pixels")
+    fisher_max_n: int = Field(2000, ge=0, description="2x2 tables with expected counts < 5 use Fisher up to this n")
+
+
+class ExportConfig(StrictModel):
+    """What leaves the building. Only ``columns`` are exported next to the subtype assignments."""
+
+    columns: list[str] = Field(default_factory=list, description="clinical/manifest columns to export")
+    allow_identifying: list[str] = Field(
+        default_factory=list, description="identifying columns (names, dates, paths, notes) you explicitly allow")
+
+
+class AtlasConfig(StrictModel):
+    """Embedding Atlas export (parquet + static offline application)."""
+
+    enabled: bool = True
+    application: bool = Field(True, description="also run `embedding-atlas --export-application`")
+
+
+class StudiesConfig(StrictModel):
+    """Optional studies from the Emory study's next steps."""
+
+    label_noise: bool = Field(False, description="stability when one feature/label is corrupted")
+    noise_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="fraction of rows whose value is corrupted")
+    noise_columns: list[str] = Field(default_factory=list, description="columns to corrupt (default: all labels)")
+    cross_dataset: bool = Field(False, description="cluster each dataset alone and compare with the pooled run")
+
+
+class ClusteringConfig(StrictModel):
+    """Top-level clustering config."""
+
+    seed: int = 0
+    unit: Literal["patient", "image"] = Field(
+        "patient", description="store input: average a patient's images (L2-normalised) or cluster images")
+    augmentation: str = "original"
+    knn: KnnConfig = Field(default_factory=KnnConfig)
+    leiden: LeidenConfig = Field(default_factory=LeidenConfig)
+    umap: UmapConfig = Field(default_factory=UmapConfig)
+    stability: StabilityConfig = Field(default_factory=StabilityConfig)
+    characterize: CharacterizeConfig = Field(default_factory=CharacterizeConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    atlas: AtlasConfig = Field(default_factory=AtlasConfig)
+    studies: StudiesConfig = Field(default_factory=StudiesConfig)

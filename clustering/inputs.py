@@ -1,0 +1,167 @@
+"""Read the clustering inputs: fusion latents or store embeddings, and the cohort tables.
+
+Everything is aligned into one per-unit frame (a unit is a patient, or an image for per-image
+clustering of store embeddings): ``patient_id`` (+ ``image_id``), ``dataset``, ``path`` (one image of
+the unit, for montages), the manifest's ``label_*`` columns (per patient: the maximum over the
+patient's images, i.e. present if any image is positive, else absent if any negative, else uncertain)
+and the clinical columns. Inputs that cannot be aligned are errors, never silently dropped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import zarr
+
+log = logging.getLogger(__name__)
+
+
+class InputError(ValueError):
+    """Clustering inputs that are missing or do not line up (the message names the file and what to do)."""
+
+
+@dataclass
+class Cohort:
+    """The cohort tables: manifest (per image), clinical (per patient) and its schema (column -> spec)."""
+
+    manifest: pd.DataFrame
+    clinical: pd.DataFrame | None
+    schema: dict[str, dict]
+    path: Path
+
+
+@dataclass
+class Points:
+    """What gets clustered: ``x`` ``(n, d)`` float32 and the unit frame ``units`` (n rows, aligned)."""
+
+    x: np.ndarray
+    units: pd.DataFrame
+    source: dict[str, object]
+
+
+def load_cohort(cohort: Path) -> Cohort:
+    """Read ``COHORT_DIR/manifest.parquet`` and, when present, ``clinical.parquet`` + ``clinical_schema.json``."""
+    man = cohort / "manifest.parquet"
+    if not man.is_file():
+        raise InputError(f"no manifest at {man}: run `python -m cohorts.run` first or pass the right --cohort")
+    manifest = pd.read_parquet(man)
+    for col in ("image_id", "patient_id"):
+        if col not in manifest.columns:
+            raise InputError(f"{man} has no '{col}' column (see docs/data-contracts.md)")
+    clin_path, schema_path = cohort / "clinical.parquet", cohort / "clinical_schema.json"
+    clinical, schema = None, {}
+    if clin_path.is_file():
+        clinical = pd.read_parquet(clin_path)
+        if "patient_id" not in clinical.columns:
+            raise InputError(f"{clin_path} has no 'patient_id' column")
+        dup = clinical.patient_id[clinical.patient_id.duplicated()]
+        if len(dup):
+            raise InputError(f"{clin_path}: patient_id not unique (e.g. {dup.iloc[:3].tolist()})")
+        if not schema_path.is_file():
+            raise InputError(f"{clin_path} has no {schema_path.name} next to it; the schema declares column roles")
+        schema = json.loads(schema_path.read_text())["columns"]
+        unknown = [c for c in clinical.columns if c != "patient_id" and c not in schema]
+        if unknown:
+            raise InputError(f"{schema_path} does not describe clinical columns {unknown}: add them with a role")
+    return Cohort(manifest, clinical, schema, cohort)
+
+
+def load_latents(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
+    """``(patient ids (n,), latent (n, d) float32, attrs)`` from a fusion ``latents.zarr``."""
+    if not path.exists():
+        raise InputError(f"no latents at {path}: run `python -m fusion.run` first or pass the right --latents")
+    root = zarr.open_group(str(path), mode="r")
+    for name in ("ids", "latent"):
+        if name not in root:
+            raise InputError(f"{path} has no '{name}' array (see docs/data-contracts.md, fusion)")
+    ids = np.asarray(root["ids"][:]).astype(str)
+    x = np.asarray(root["latent"][:], dtype=np.float32)
+    if x.ndim != 2 or len(ids) != len(x):
+        raise InputError(f"{path}: 'latent' must be (n, d) with n = len(ids); got {x.shape} and {len(ids)} ids")
+    return ids, x, dict(root.attrs)
+
+
+def load_store(path: Path, *, model: str, augmentation: str) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
+    """``(image ids (n,), embeddings (n, d) float32, model attrs)``; multi-token outputs are mean-pooled over tokens."""
+    from embedders.store import EmbeddingStore
+
+    store = EmbeddingStore(path)
+    ids, arr = store.read(model, augmentation)
+    x = np.asarray(arr.compute(), dtype=np.float32)
+    if x.ndim > 2:
+        x = x.reshape(x.shape[0], -1, x.shape[-1]).mean(1)
+    return np.asarray(ids).astype(str), x, store.attrs(model)
+
+
+def _patient_labels(manifest: pd.DataFrame) -> pd.DataFrame:
+    labels = [c for c in manifest.columns if c.startswith("label_")]
+    first = manifest.groupby("patient_id", sort=False).first()
+    agg = manifest.groupby("patient_id", sort=False)[labels].max() if labels else pd.DataFrame(index=first.index)
+    keep = [c for c in ("dataset", "path") if c in first.columns]
+    return pd.concat([first[keep], agg.astype("Int8") if labels else agg], axis=1)
+
+
+def _check_ids(ids: np.ndarray, known: pd.Index, *, what: str, source: Path, cohort: Path) -> None:
+    dup = pd.Index(ids)[pd.Index(ids).duplicated()]
+    if len(dup):
+        raise InputError(f"{source}: duplicated {what} ids, e.g. {list(dup[:3])}")
+    unknown = pd.Index(ids).difference(known)
+    if len(unknown):
+        raise InputError(f"{source}: {len(unknown)} {what} ids are not in {cohort}/manifest.parquet "
+                         f"(e.g. {list(unknown[:3])}): the inputs come from a different cohort")
+
+
+def align(ids: np.ndarray, x: np.ndarray, cohort: Cohort, *, unit: str, source_path: Path) -> Points:
+    """Build the per-unit frame for ``ids`` (patient or image ids); store images may be averaged per patient."""
+    man = cohort.manifest
+    if unit == "image":
+        _check_ids(ids, pd.Index(man.image_id), what="image", source=source_path, cohort=cohort.path)
+        units = man.set_index("image_id").loc[ids].reset_index()
+        units = units[[c for c in units.columns if c in ("image_id", "patient_id", "dataset", "path")
+                       or c.startswith("label_")]]
+    else:
+        _check_ids(ids, pd.Index(man.patient_id), what="patient", source=source_path, cohort=cohort.path)
+        units = _patient_labels(man).loc[ids].reset_index()
+    if cohort.clinical is not None:
+        clin = cohort.clinical[[c for c in cohort.clinical.columns if c == "patient_id" or c not in units.columns]]
+        units = units.merge(clin, on="patient_id", how="left", validate="many_to_one")
+    return Points(x, units, {})
+
+
+def patient_means(image_ids: np.ndarray, x: np.ndarray, manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Average each patient's L2-normalised image embeddings: ``(patient ids (p,), (p, d))`` in first-seen order."""
+    pid = manifest.set_index("image_id").loc[image_ids, "patient_id"].to_numpy().astype(str)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    z = x / np.where(norms > 0, norms, 1.0)
+    codes, uniq = pd.factorize(pid)
+    sums = np.zeros((len(uniq), x.shape[1]), np.float64)
+    np.add.at(sums, codes, z)
+    counts = np.bincount(codes)[:, None]
+    return np.asarray(uniq).astype(str), (sums / counts).astype(np.float32)
+
+
+def load_points(cohort: Cohort, *, latents: Path | None, store: Path | None, model: str | None,
+                unit: str, augmentation: str) -> Points:
+    """Load and align the clustering input given either ``latents`` or ``store`` + ``model``."""
+    if (latents is None) == (store is None):
+        raise InputError("give exactly one input: --latents FUSION_DIR/latents.zarr, or --store STORE.zarr --model NAME")
+    if latents is not None:
+        ids, x, attrs = load_latents(latents)
+        pts = align(ids, x, cohort, unit="patient", source_path=latents)
+        pts.source = {"kind": "fusion latents", "path": str(latents), "model": attrs.get("model"), "attrs": attrs}
+        return pts
+    if model is None:
+        raise InputError("--store needs --model NAME (one of the store's model groups)")
+    ids, x, attrs = load_store(store, model=model, augmentation=augmentation)
+    _check_ids(ids, pd.Index(cohort.manifest.image_id), what="image", source=store, cohort=cohort.path)
+    if unit == "patient":
+        ids, x = patient_means(ids, x, cohort.manifest)
+    pts = align(ids, x, cohort, unit=unit, source_path=store)
+    pts.source = {"kind": f"store embeddings ({unit} level)", "path": str(store), "model": model,
+                  "augmentation": augmentation, "weights_sha256": attrs.get("weights_sha256"),
+                  "manifest_sha256": attrs.get("manifest_sha256")}
+    return pts

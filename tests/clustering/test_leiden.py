@@ -1,0 +1,78 @@
+"""Leiden: identical labels run after run (also across processes), canonical labels, resolution choice."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from clustering.config import KnnConfig, LeidenConfig
+from clustering.knn import build_knn
+from clustering.leiden import canonical, choose_resolution, connectivities, run_leiden, sweep, to_igraph
+
+REPO = Path(__file__).resolve().parents[2]
+
+SCRIPT = """
+import numpy as np
+from clustering.config import KnnConfig, LeidenConfig
+from clustering.knn import build_knn
+from clustering.leiden import connectivities, sweep
+rng = np.random.default_rng(5)
+x = (rng.normal(size=(6, 12))[rng.integers(0, 6, 900)] * 1.2 + rng.normal(size=(900, 12))).astype(np.float32)
+knn = build_knn(x, KnnConfig(), seed=3, progress=False)
+res = sweep(connectivities(knn), LeidenConfig(resolutions=[0.3, 1.0], n_seeds=3, n_subsamples=2), seed=3,
+            progress=False)
+print(res.resolution, ",".join(map(str, res.labels)))
+"""
+
+
+def _labels_in_subprocess() -> str:
+    out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=REPO, capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(REPO), "PYTHONHASHSEED": "random", "PATH": ""})
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_same_config_and_seed_give_identical_labels_across_processes() -> None:
+    first, second = _labels_in_subprocess(), _labels_in_subprocess()
+    assert first == second
+    assert len(set(first.split(" ")[1].split(","))) >= 2
+
+
+def test_seed_matters_and_backends_agree_on_quality() -> None:
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(5, 10))[rng.integers(0, 5, 600)] * 1.5 + rng.normal(size=(600, 10))).astype(np.float32)
+    adj = connectivities(build_knn(x, KnnConfig(), seed=0, progress=False))
+    g = to_igraph(adj)
+    a = run_leiden(g, resolution=1.0, seed=1)
+    np.testing.assert_array_equal(a, run_leiden(g, resolution=1.0, seed=1))
+    b = run_leiden(g, resolution=1.0, seed=1, backend="leidenalg")
+    np.testing.assert_array_equal(b, run_leiden(g, resolution=1.0, seed=1, backend="leidenalg"))
+    qa = g.modularity(a.tolist(), weights="weight")
+    qb = g.modularity(b.tolist(), weights="weight")
+    assert abs(qa - qb) < 0.02
+
+
+def test_canonical_orders_by_size_then_first_member() -> None:
+    np.testing.assert_array_equal(canonical(np.array([7, 3, 3, 9, 9, 9, 7])), [1, 2, 2, 0, 0, 0, 1])
+
+
+def test_choice_prefers_stable_then_modular_and_respects_cluster_counts() -> None:
+    table = pd.DataFrame({"resolution": [0.1, 0.5, 1.0, 2.0], "n_clusters": [1, 3, 4, 20],
+                          "seed_ari": [1.0, 0.99, 1.0, 1.0], "subsample_ari": [1.0, 0.98, 0.985, 1.0],
+                          "modularity": [0.0, 0.6, 0.5, 0.3]})
+    table["stability"] = (table.seed_ari + table.subsample_ari) / 2
+    res, why = choose_resolution(table, LeidenConfig(max_clusters=12, stability_tolerance=0.02))
+    assert res == 0.5 and "modularity" in why          # 1 and 20 clusters excluded; 0.5 ties 1.0, more modular
+    res, _ = choose_resolution(table, LeidenConfig(max_clusters=12, stability_tolerance=0.001))
+    assert res == 1.0
+
+
+def test_sweep_reports_every_resolution() -> None:
+    rng = np.random.default_rng(4)
+    x = (rng.normal(size=(3, 8))[rng.integers(0, 3, 300)] * 3 + rng.normal(size=(300, 8))).astype(np.float32)
+    adj = connectivities(build_knn(x, KnnConfig(), seed=0, progress=False))
+    res = sweep(adj, LeidenConfig(resolutions=[0.05, 0.2, 1.0], n_seeds=2, n_subsamples=2), seed=0, progress=False)
+    assert list(res.sweep.resolution) == [0.05, 0.2, 1.0]
+    assert res.sweep.chosen.sum() == 1 and res.labels.max() + 1 == 3
