@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,16 @@ class ManifestError(ValueError):
     """A manifest that breaks the contract (message names the column and an offending row)."""
 
 
+def _coerced(df: pd.DataFrame, column: str, parse: Callable[..., pd.Series], dataset: str) -> pd.Series:
+    """``parse(df[column], errors="coerce")``, logging values that could not be read (they become null)."""
+    parsed = parse(df[column], errors="coerce")
+    lost = df[column].notna() & parsed.isna()
+    if lost.any():
+        log.warning("%s: %d '%s' value(s) could not be read and are left null, e.g. %r", dataset or "manifest",
+                    int(lost.sum()), column, df.loc[lost, column].iloc[0])
+    return parsed
+
+
 def conform(df: pd.DataFrame, *, dataset: str) -> pd.DataFrame:
     """Give adapter output the contract's columns and dtypes (contract columns first, then labels, extras).
 
@@ -37,9 +48,9 @@ def conform(df: pd.DataFrame, *, dataset: str) -> pd.DataFrame:
     for col in ("path", "view"):
         if col not in out.columns:
             out[col] = None
-    out["acquired_at"] = pd.to_datetime(out["acquired_at"], errors="coerce") if "acquired_at" in out.columns \
+    out["acquired_at"] = _coerced(out, "acquired_at", pd.to_datetime, dataset) if "acquired_at" in out.columns \
         else pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]")
-    out["offset_days"] = pd.to_numeric(out["offset_days"], errors="coerce").astype("float64") \
+    out["offset_days"] = _coerced(out, "offset_days", pd.to_numeric, dataset).astype("float64") \
         if "offset_days" in out.columns else float("nan")
     for col in STRING_COLUMNS:
         out[col] = out[col].astype("string")
