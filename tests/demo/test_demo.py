@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from lifelines import CoxPHFitter
+from lifelines.utils import concordance_index
 from PIL import Image
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -195,11 +197,16 @@ def _zone_features(raw: Path, manifest: pd.DataFrame) -> pd.DataFrame:
     return feats.groupby(level=0).mean()
 
 
+def _numeric_clinical(clinical: pd.DataFrame) -> pd.DataFrame:
+    clin = clinical[["age", "pf_ratio", "vasopressors", "bicarbonate", "il6", "il8", "lactate"]].copy()
+    clin[["il6", "il8", "lactate"]] = np.log(clin[["il6", "il8", "lactate"]])
+    return clin
+
+
 def test_each_modality_recovers_the_subtypes_only_partly(demo_300: Path) -> None:
     manifest, clinical, _ = _tables(demo_300)
     clinical = clinical.set_index("patient_id")
-    clin = clinical[["age", "pf_ratio", "vasopressors", "bicarbonate", "il6", "il8", "lactate"]].copy()
-    clin[["il6", "il8", "lactate"]] = np.log(clin[["il6", "il8", "lactate"]])
+    clin = _numeric_clinical(clinical)
     clin = clin.join(clin.isna().astype(float).add_suffix("_missing"))
     image = _zone_features(demo_300, manifest).reindex(clinical.index)
     y = clinical["true_subtype"].to_numpy()
@@ -212,6 +219,26 @@ def test_each_modality_recovers_the_subtypes_only_partly(demo_300: Path) -> None
     acc_clinical, acc_image, acc_both = cv_accuracy(clin), cv_accuracy(image), cv_accuracy(clin.join(image))
     assert 0.45 < acc_clinical < 0.7 and 0.45 < acc_image < 0.7, (acc_clinical, acc_image)
     assert acc_both > max(acc_clinical, acc_image) + 0.1, (acc_clinical, acc_image, acc_both)
+
+
+def test_images_add_prognostic_information_beyond_clinical_data(demo_300: Path) -> None:
+    manifest, clinical, _ = _tables(demo_300)
+    clinical = clinical.set_index("patient_id")
+    clin = _numeric_clinical(clinical)
+    image = _zone_features(demo_300, manifest).reindex(clinical.index)
+
+    def cv_cindex(x: pd.DataFrame) -> float:   # penalised Cox, out-of-fold risks, train-fold imputation
+        risk = np.zeros(len(x))
+        for train, test in KFold(5, shuffle=True, random_state=0).split(x):
+            mean, sd = x.iloc[train].mean(), x.iloc[train].std().replace(0, 1)
+            scaled = (x.fillna(mean) - mean) / sd
+            fit = scaled.iloc[train].assign(time=clinical["time"].iloc[train], event=clinical["event"].iloc[train])
+            model = CoxPHFitter(penalizer=0.5).fit(fit, "time", "event")
+            risk[test] = model.predict_partial_hazard(scaled.iloc[test]).to_numpy()
+        return float(concordance_index(clinical["time"], -risk, clinical["event"]))
+
+    c_clinical, c_both = cv_cindex(clin), cv_cindex(clin.join(image))
+    assert c_clinical > 0.55 and c_both > c_clinical + 0.02, (c_clinical, c_both)
 
 
 def test_full_size_rendering_is_fast(tmp_path: Path) -> None:
