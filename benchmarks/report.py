@@ -40,7 +40,7 @@ def _df_table(df: pd.DataFrame, *, floatfmt: str = "{:.4g}") -> str:
 
 
 def write_report(out: Path, *, cfg: BenchmarksConfig, results: pd.DataFrame, comparisons: pd.DataFrame,
-                 selection: dict, missing: pd.DataFrame, n_sampled: int, figures: list[Path],
+                 selection: dict, missing: pd.DataFrame, skipped: pd.DataFrame, n_sampled: int, figures: list[Path],
                  transfer: pd.DataFrame | None = None, noise: pd.DataFrame | None = None) -> Path:
     """Write ``out/report.md`` and return its path; figures are linked relative to ``out``."""
     first = results.drop_duplicates(["dataset", "label"])
@@ -52,7 +52,8 @@ def write_report(out: Path, *, cfg: BenchmarksConfig, results: pd.DataFrame, com
         "folds score original images only.",
         "**How to read the tables.** Each cell is the *mean over the K test folds* and, in brackets, its 95% "
         f"*patient-level cluster bootstrap* percentile interval ({cfg.bootstrap.n_boot} resamples of the patients "
-        "within each test fold of the pooled out-of-fold predictions; all images of a patient move together). The fold-based t-interval (mean +- t_(K-1) SD/sqrt(K)) "
+        "within each test fold of the pooled out-of-fold predictions; all images of a patient move together). "
+        "The fold-based t-interval (mean +- t_(K-1) SD/sqrt(K)) "
         "is in `results.csv` (`ci_method = fold_t`). No result comes from a single fold. Best model per row "
         f"in bold. Accuracy uses the probability cut-off {cfg.threshold}.",
         f"Images used: {results.groupby(['dataset', 'label']).n_images.first().sum()} of {n_sampled} sampled "
@@ -75,6 +76,8 @@ def write_report(out: Path, *, cfg: BenchmarksConfig, results: pd.DataFrame, com
         parts += ["## Sampled images without embeddings",
                   _df_table(missing.groupby(["model", "dataset", "label", "reason"]).size()
                             .rename("n_images").reset_index())]
+    if len(skipped):
+        parts += ["## (dataset, label) pairs not benchmarked", _df_table(skipped)]
     if transfer is not None:
         parts += ["## Cross-dataset transfer (train on one dataset, test on another)",
                   _df_table(transfer[transfer.metric == "auroc"].drop(columns="metric"))]

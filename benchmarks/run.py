@@ -26,23 +26,37 @@ from .data import BenchmarkInputError, Features, load_features, load_sample, mis
 from .figures import label_noise_figure, roc_figures
 from .report import write_report
 from .selection import select_model
-from .splits import patient_folds
+from .splits import SplitError, patient_folds
 from .studies import label_noise_study, transfer_study
 from .summary import summarize
 
 log = logging.getLogger(__name__)
 
 
-def build_tasks(sample: pd.DataFrame, features: list[Features], *, cfg: BenchmarksConfig) -> dict[tuple[str, str], Task]:
-    """One task per (dataset, label) over the sampled images every model has, with its patient-grouped folds."""
+def build_tasks(sample: pd.DataFrame, features: list[Features], *,
+                cfg: BenchmarksConfig) -> tuple[dict[tuple[str, str], Task], pd.DataFrame]:
+    """One task per (dataset, label) over the sampled images every model has, with its patient-grouped folds.
+
+    Returns the tasks and the (dataset, label) pairs that cannot be split into ``cfg.n_folds`` stratified
+    folds (too few patients of a class), with the reason; those are reported, not benchmarked.
+    """
     usable = set.intersection(*(set(f.image_ids[f.available["original"]]) for f in features))
-    tasks = {}
+    tasks, skipped = {}, []
     for (ds, lab), sub in sample.groupby(["dataset", "label"], sort=True):
         sub = sub[sub["image_id"].isin(usable)]
         y, patients = sub["y"].to_numpy().astype(np.int64), sub["patient_id"].to_numpy()
-        folds = patient_folds(y, patients, n_folds=cfg.n_folds, seed=cfg.seed)
+        try:
+            folds = patient_folds(y, patients, n_folds=cfg.n_folds, seed=cfg.seed)
+        except SplitError as exc:
+            log.warning("not benchmarking %s/%s: %s", ds, lab, exc)
+            skipped.append({"dataset": ds, "label": lab, "n_images": len(sub), "n_positive": int(y.sum()),
+                            "reason": str(exc)})
+            continue
         tasks[(ds, lab)] = Task(ds, lab, sub["image_id"].to_numpy(), patients, y, folds)
-    return tasks
+    if not tasks:
+        raise BenchmarkInputError(f"no (dataset, label) in the sample can be split into {cfg.n_folds} folds: "
+                                  + "; ".join(f"{r['dataset']}/{r['label']}: {r['reason']}" for r in skipped))
+    return tasks, pd.DataFrame(skipped, columns=["dataset", "label", "n_images", "n_positive", "reason"])
 
 
 def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Path) -> dict[str, Path]:
@@ -64,7 +78,7 @@ def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Pat
         log.warning("%d sampled image(s) have no embedding for some model; they are left out for every "
                     "model (see missing.csv)", missing["image_id"].nunique())
     t_load = time.perf_counter() - t0
-    tasks = build_tasks(sample, features, cfg=cfg)
+    tasks, skipped = build_tasks(sample, features, cfg=cfg)
 
     oofs, folds = [], []
     jobs = [(t, f, p) for t in tasks.values() for f in features for p in cfg.probes]
@@ -82,7 +96,7 @@ def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Pat
                              alpha=cfg.selection.alpha)
     paths = {"results": out / "results.csv", "folds": out / "folds.csv", "oof": out / "oof.parquet",
              "comparisons": out / "comparisons.csv", "selection": out / "selection.json",
-             "missing": out / "missing.csv"}
+             "missing": out / "missing.csv", "skipped": out / "skipped.csv"}
     results.to_csv(paths["results"], index=False)
     per_fold.to_csv(paths["folds"], index=False)
     oof[["dataset", "label", "model", "probe", "fold", "image_id", "patient_id", "y_true", "y_score"]].to_parquet(
@@ -90,6 +104,7 @@ def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Pat
     comparisons.to_csv(paths["comparisons"], index=False)
     paths["selection"].write_text(json.dumps(selection, indent=2))
     missing.to_csv(paths["missing"], index=False)
+    skipped.to_csv(paths["skipped"], index=False)
 
     figures = roc_figures(oof, out / "figures", probe=cfg.probes[0])
     transfer = noise = None
@@ -103,8 +118,8 @@ def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Pat
         noise.to_csv(paths["label_noise"], index=False)
         figures.append(label_noise_figure(noise, out / "figures" / "label_noise.png"))
     paths["report"] = write_report(out, cfg=cfg, results=results, comparisons=comparisons, selection=selection,
-                                   missing=missing, n_sampled=len(sample), figures=figures, transfer=transfer,
-                                   noise=noise)
+                                   missing=missing, skipped=skipped, n_sampled=len(sample), figures=figures,
+                                   transfer=transfer, noise=noise)
     timings = {"load_s": round(t_load, 2), "cv_s": round(t_cv, 2), "total_s": round(time.perf_counter() - t0, 2)}
     paths["run"] = write_run_record(out, cfg, stage="benchmarks", extra={
         "inputs": {"cohort": str(cohort), "store": str(store),
@@ -113,6 +128,7 @@ def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Pat
         "models": {f.model: {"stored_shape": list(f.stored_shape), "pooling": f.pooling,
                              "augmentations": list(f.X)} for f in features},
         "n_missing_images": int(missing["image_id"].nunique()) if len(missing) else 0,
+        "skipped_tasks": skipped.to_dict(orient="records"),
         "timings": timings})
     log.info("benchmark done in %.1f s (load %.1f s, cross-validation %.1f s)", timings["total_s"], t_load, t_cv)
     return paths

@@ -22,10 +22,11 @@ def summarize(oof: pd.DataFrame, folds: pd.DataFrame, *, cfg: BenchmarksConfig) 
     fold_groups = dict(list(folds.groupby(KEYS, sort=False)))
     for i, (key, sub) in enumerate(oof.groupby(KEYS, sort=True)):
         per_fold = fold_groups[key]
-        pooled = binary_metrics(sub["y_true"].to_numpy(), sub["y_score"].to_numpy(), threshold=cfg.threshold)
-        boot = cluster_bootstrap(sub["y_true"].to_numpy(), sub["y_score"].to_numpy(), sub["patient_id"].to_numpy(),
-                                 folds=sub["fold"].to_numpy(), threshold=cfg.threshold, n_boot=cfg.bootstrap.n_boot, level=cfg.bootstrap.level,
+        y, score = sub["y_true"].to_numpy(), sub["y_score"].to_numpy()
+        boot = cluster_bootstrap(y, score, sub["patient_id"].to_numpy(), folds=sub["fold"].to_numpy(),
+                                 threshold=cfg.threshold, n_boot=cfg.bootstrap.n_boot, level=cfg.bootstrap.level,
                                  seed=cfg.seed + i)
+        pooled = binary_metrics(y, score, threshold=cfg.threshold)
         common = dict(zip(KEYS, key)) | {"n_folds": len(per_fold), "n_patients": sub["patient_id"].nunique(),
                                          "n_images": len(sub)}
         for metric in METRICS:

@@ -33,7 +33,9 @@ def write_store(path: Path, image_ids: np.ndarray, models: dict[str, dict[str, n
             sub = g.require_group(aug)
             emb = sub.create_array("embeddings", shape=x.shape, dtype="float32", chunks=(64, *x.shape[1:]),
                                    fill_value=np.nan)
-            mask = np.ones(len(x), bool) if done is None or aug != "original" else done.get(model, np.ones(len(x), bool))
+            mask = np.ones(len(x), bool)
+            if done is not None and aug == "original":
+                mask = done.get(model, mask)
             emb[:] = np.where(mask.reshape(-1, *[1] * (x.ndim - 1)), x, np.nan).astype(np.float32)
             d = sub.create_array("done", shape=(len(x),), dtype=bool, chunks=(64,), fill_value=False)
             d[:] = mask

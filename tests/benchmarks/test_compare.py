@@ -39,7 +39,8 @@ def test_delong_matches_pairwise_reference_with_ties():
     assert out["auc_a"] == pytest.approx(roc_auc_score(y, a)) and out["auc_b"] == pytest.approx(roc_auc_score(y, b))
     assert out["z"] == pytest.approx(z_ref, rel=1e-10)
     assert out["p"] == pytest.approx(p_ref, rel=1e-10)
-    assert delong_test(y, b, a)["p"] == pytest.approx(out["p"]) and delong_test(y, b, a)["z"] == pytest.approx(-out["z"])
+    swapped = delong_test(y, b, a)
+    assert swapped["p"] == pytest.approx(out["p"]) and swapped["z"] == pytest.approx(-out["z"])
     assert delong_test(y, a, a)["p"] == 1.0
 
 

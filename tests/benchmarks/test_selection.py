@@ -8,8 +8,8 @@ from benchmarks.selection import select_model
 
 def _inputs(p_adj: float):
     results = pd.DataFrame([
-        {"dataset": ds, "label": lab, "model": m, "probe": "logistic", "metric": "auroc", "ci_method": "patient_bootstrap",
-         "mean": auc} for ds in ("mimic", "nih") for lab in ("Edema", "Effusion")
+        {"dataset": ds, "label": lab, "model": m, "probe": "logistic", "metric": "auroc",
+         "ci_method": "patient_bootstrap", "mean": auc} for ds in ("mimic", "nih") for lab in ("Edema", "Effusion")
         for m, auc in (("cxr-foundation", 0.875), ("medimageinsight", 0.870))])
     comparisons = pd.DataFrame([{"dataset": ds, "label": lab, "probe": "logistic", "model_a": "cxr-foundation",
                                  "model_b": "medimageinsight", "delong_p_adj": p_adj, "nb_p_adj": 0.9}
