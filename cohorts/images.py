@@ -7,7 +7,8 @@ standard radiograph display, i.e. denser tissue (bone white, air black):
   and grey+alpha images are converted to grey (ITU-R 601-2 luma, alpha ignored).
 * DICOM (pydicom, compressed transfer syntaxes through the installed pixel-data plugins):
   modality LUT or rescale slope/intercept, then the first VOI LUT or window centre/width when
-  present (scaled by the output range of that transform), otherwise the image's own min-max;
+  present (scaled by the output range of that transform), otherwise (or when it is invalid, with
+  a logged warning) the image's own min-max;
   MONOCHROME1 is inverted so that bone is white.
 
 Files that cannot be used raise :class:`ImageError` with a reason a user can act on; callers
@@ -15,6 +16,7 @@ Files that cannot be used raise :class:`ImageError` with a reason a user can act
 """
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +28,8 @@ import pydicom
 from PIL import Image, UnidentifiedImageError
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder
+
+log = logging.getLogger(__name__)
 
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ""})
 _MAGIC = (
@@ -206,6 +210,27 @@ def _voi_range(ds: pydicom.Dataset, lut_item: pydicom.Dataset | None) -> tuple[f
     return float(out.min()), float(out.max())
 
 
+def _apply_voi(values: np.ndarray, ds: pydicom.Dataset, path: Path) -> tuple[np.ndarray, float, float]:
+    """VOI LUT or window and its output range; the image's own range when absent or invalid.
+
+    An unusable VOI (e.g. window width 0) does not make the pixels unusable: it is logged and the
+    image falls back to min-max scaling, like an image without VOI.
+    """
+    lut_item = _voi_lut_item(ds)
+    if lut_item is not None or (ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                lo, hi = _voi_range(ds, lut_item)
+                if hi > lo:
+                    return apply_voi_lut(values, ds), lo, hi
+                reason = f"empty output range [{lo}, {hi}]"
+        except (ValueError, NotImplementedError, AttributeError, TypeError, IndexError) as exc:
+            reason = str(exc)
+        log.warning("%s: ignoring invalid VOI LUT/window (%s); using the image's min-max instead", path, reason)
+    return values, float(values.min()), float(values.max())
+
+
 def _dicom_to_grey(arr: np.ndarray, ds: pydicom.Dataset, path: Path) -> np.ndarray:
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     _check_not_constant(arr, path)
@@ -222,14 +247,9 @@ def _dicom_to_grey(arr: np.ndarray, ds: pydicom.Dataset, path: Path) -> np.ndarr
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             values = apply_modality_lut(arr, ds)
-            lut_item = _voi_lut_item(ds)
-            if lut_item is not None or (ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None):
-                values = apply_voi_lut(values, ds)
-                lo, hi = _voi_range(ds, lut_item)
-            else:
-                lo, hi = float(values.min()), float(values.max())
-    except (ValueError, NotImplementedError, AttributeError, TypeError) as exc:
-        raise ImageError(path, f"invalid modality/VOI LUT or window in the DICOM header: {exc}") from None
+    except (ValueError, NotImplementedError, AttributeError, TypeError, IndexError) as exc:
+        raise ImageError(path, f"invalid modality LUT or rescale in the DICOM header: {exc}") from None
+    values, lo, hi = _apply_voi(values, ds, path)
     out = _scaled(values, lo, hi, path)
     if photometric == "MONOCHROME1":
         out = np.float32(1.0) - out

@@ -93,6 +93,17 @@ def test_rescale_slope_intercept_applied_before_window(tmp_path: Path, cr_raw: n
     np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
+def test_invalid_window_falls_back_to_min_max_with_a_warning(tmp_path: Path, cr_raw: np.ndarray,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    ds = pydicom.dcmread(_testdata("RG1_UNCI.dcm"))
+    ds.WindowWidth = 0   # invalid for a LINEAR window; the pixels are still fine
+    ds.save_as(tmp_path / "zero_width.dcm")
+    out = load_image(tmp_path / "zero_width.dcm")
+    expected = 1.0 - (cr_raw - cr_raw.min()) / (cr_raw.max() - cr_raw.min())
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    assert "ignoring invalid VOI LUT/window" in caplog.text and "zero_width.dcm" in caplog.text
+
+
 def test_voi_lut_sequence_applied(tmp_path: Path, cr_raw: np.ndarray) -> None:
     # a non-linear (square-root) VOI LUT on the real CR image; it takes precedence over the window
     ds = pydicom.dcmread(_testdata("RG1_UNCI.dcm"))
