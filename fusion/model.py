@@ -83,9 +83,8 @@ class FusionVAE:
         self.module = self._build_module(self.encoder.layout, max(d, 1))
         arrays = self._arrays(train)
         val = self._arrays(data.subset(val_idx)) if val_idx is not None and len(val_idx) else None
-        self.params = self.module.init({"params": jax.random.PRNGKey(cfg.seed)},
-                                       {k: v[:2] for k, v in arrays.items()} | {"weight": np.ones(2, np.float32)},
-                                       jax.random.PRNGKey(cfg.seed + 1))["params"]
+        self.params = _init_params(self.module, {k: v[:2] for k, v in arrays.items()} | {"weight": np.ones(2, np.float32)},
+                                   seed=cfg.seed)
         self.result = fit(self.loss_fn(), self.params, arrays, val, cfg=cfg.train, seed=cfg.seed,
                           checkpoint_dir=checkpoint_dir, stop_after_epochs=stop_after_epochs, progress=progress)
         self.params = self.result.params
@@ -177,7 +176,7 @@ class FusionVAE:
                  "cxr_target": np.zeros((1, d), np.float32), "cxr_present": np.ones(1, np.float32),
                  "clin_values": np.zeros((1, max(n_c, 1)), np.float32), "clin_mask": np.ones((1, max(n_c, 1)), np.float32),
                  "clin_present": np.ones(1, np.float32), "weight": np.ones(1, np.float32)}
-        template = vae.module.init({"params": jax.random.PRNGKey(0)}, dummy, jax.random.PRNGKey(1))["params"]
+        template = _init_params(vae.module, dummy, seed=0)
         vae.params = serialization.from_bytes(template, (directory / "params.msgpack").read_bytes())
         return vae
 
@@ -196,6 +195,12 @@ class FusionVAE:
     def _arrays(self, data: PatientData) -> dict[str, np.ndarray]:
         return make_arrays(data, encoder=self.encoder, cxr_mean=self.cxr_mean, cxr_std=self.cxr_std,
                            modalities=self.modalities)
+
+
+def _init_params(module: FusionModule, batch: dict[str, np.ndarray], *, seed: int) -> dict:
+    """Parameters of ``module`` for a batch of this shape (one jitted init instead of many eager ops)."""
+    init = jax.jit(lambda b, k1, k2: module.init({"params": k1}, b, k2))
+    return init(batch, jax.random.PRNGKey(seed), jax.random.PRNGKey(seed + 1))["params"]
 
 
 @partial(jax.jit, static_argnums=(0, 3))

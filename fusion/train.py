@@ -131,15 +131,16 @@ def fit(loss_fn: LossFn, params: Any, train: Batch, val: Batch | None, *, cfg: T
     eval_key = jax.random.fold_in(key, 2**31 - 1)   # fixed; no training step reaches this index
     score = eval_fn or loss_fn
 
+    # keys are arguments (not closure constants) so runs differing only in seed share compiled programs
     @jax.jit
-    def train_step(st: TrainState, batch: Batch) -> tuple[TrainState, jax.Array, dict[str, jax.Array]]:
-        rng = jax.random.fold_in(key, st.step)
+    def train_step(st: TrainState, batch: Batch, base: jax.Array) -> tuple[TrainState, jax.Array, dict[str, jax.Array]]:
+        rng = jax.random.fold_in(base, st.step)
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(st.params, batch, rng, st.step)
         return st.apply_gradients(grads=grads), loss, metrics
 
     @jax.jit
-    def eval_step(p: Any, batch: Batch, step: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-        return score(p, batch, eval_key, step)
+    def eval_step(p: Any, batch: Batch, rng: jax.Array, step: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        return score(p, batch, rng, step)
 
     def evaluate(p: Any, arrays: Batch) -> dict[str, float]:
         n = _n_rows(arrays)
@@ -147,7 +148,7 @@ def fit(loss_fn: LossFn, params: Any, train: Batch, val: Batch | None, *, cfg: T
         sums: dict[str, float] = {}
         for batch in iterate_batches(arrays, batch_size=vbs, order=np.arange(n)):
             w = float(batch["weight"].sum())
-            loss, metrics = eval_step(p, jax.device_put(batch, rows), state.step)
+            loss, metrics = eval_step(p, jax.device_put(batch, rows), eval_key, state.step)
             for k, v in {"loss": loss, **metrics}.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * w
         return {k: v / n for k, v in sums.items()}
@@ -162,7 +163,7 @@ def fit(loss_fn: LossFn, params: Any, train: Batch, val: Batch | None, *, cfg: T
         order = np.random.default_rng([seed, epoch]).permutation(n_train)
         tot, cnt = 0.0, 0.0
         for batch in iterate_batches(train, batch_size=bs, order=order):
-            state, loss, _ = train_step(state, jax.device_put(batch, rows))
+            state, loss, _ = train_step(state, jax.device_put(batch, rows), key)
             w = float(batch["weight"].sum())
             tot, cnt = tot + float(loss) * w, cnt + w
         record = {"epoch": epoch + 1, "step": int(state.step), "train_loss": tot / cnt}

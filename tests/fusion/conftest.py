@@ -75,7 +75,8 @@ def write_contract_cohort(root: Path, *, n_patients: int = 120, dim: int = 16, t
     done[::17] = False                                      # a few images never got an embedding
     root_group = zarr.open_group(str(store), mode="w")
     root_group.attrs.update({"manifest_sha256": "fixture", "n_images": len(manifest)})
-    root_group.create_array("image_id", data=manifest["image_id"].to_numpy().astype(str))
+    ids = root_group.create_array("image_id", shape=(len(manifest),), dtype=str)
+    ids[:] = manifest["image_id"].to_numpy().astype(str)
     grp = root_group.require_group(f"{MODEL}/original")
     grp.create_array("embeddings", data=emb.astype(np.float32))
     grp.create_array("done", data=done)
@@ -86,3 +87,37 @@ def write_contract_cohort(root: Path, *, n_patients: int = 120, dim: int = 16, t
 def contract_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(cohort_dir, store) of 120 synthetic patients, vector embeddings of dim 16."""
     return write_contract_cohort(tmp_path_factory.mktemp("fusion_fixture"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _jax_compilation_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Share compiled XLA programs between the tests' identical fits (fresh cache per session)."""
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _tiny_config(**overrides: object):
+    from fusion.config import FusionConfig
+
+    base = {"seed": 0, "cxr": {"model": MODEL, "pooling": "mean"},
+            "model": {"hidden": 16, "latent_dim": 4, "n_layers": 1, "attention_heads": 2},
+            "kl": {"warmup_steps": 10}, "train": {"max_epochs": 4, "batch_size": 32, "warmup_steps": 2},
+            "evaluation": {"ablations": False, "knn_k": 5}, "survival": {"enabled": False}}
+    for key, value in overrides.items():
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+    return FusionConfig.model_validate(base)
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """Factory ``tiny_config(**section_overrides) -> FusionConfig`` small enough to compile and train in seconds."""
+    return _tiny_config
+
+
+@pytest.fixture(scope="session")
+def store_model() -> str:
+    """Name of the model group in the fixture store."""
+    return MODEL

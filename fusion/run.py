@@ -1,0 +1,173 @@
+"""Fusion stage entry point: ``python -m fusion.run --config FILE --cohort DIR --store STORE.zarr [--selection FILE] --out DIR``.
+
+Writes (docs/data-contracts.md): ``checkpoint/`` (model, fitted clinical encoder, training state),
+``latents.zarr`` (``ids``, ``latent``, ``split``), ``metrics.json`` (reconstruction per modality, KL,
+validation loss, training curve, held-out probes and single-modality ablations when truth columns
+exist), ``figures/*.png``, ``config.resolved.yaml`` + ``run.json``, and ``survival/`` when the
+survival head is enabled and available.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from cohorts.provenance import write_run_record
+from fusion.config import FusionConfig, load_fusion_config
+from fusion.data import PatientData, load_patient_data, read_selection, split_patients
+from fusion.figures import plot_loss_curves, plot_probes
+from fusion.model import FusionVAE
+from fusion.probes import probe_latent
+
+log = logging.getLogger(__name__)
+
+
+def run_fusion(cfg: FusionConfig, *, cohort: Path, store: Path, selection: Path | None = None,
+               out: Path) -> dict[str, Path]:
+    """Train the multimodal VAE on ``cohort`` + ``store`` and write the fusion outputs under ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, augmentation = _resolve_model(cfg, selection)
+    data = load_patient_data(cohort, store, model=model, augmentation=augmentation, serial=cfg.cxr.serial,
+                             window_days=cfg.cxr.window_days, max_images=cfg.cxr.max_images)
+    split = split_patients(data.patient_ids, val_fraction=cfg.split.val_fraction,
+                           test_fraction=cfg.split.test_fraction, seed=cfg.seed)
+    vae = FusionVAE(cfg)
+    result = vae.fit(data, train_idx=split["train"], val_idx=split["val"], checkpoint_dir=out / "checkpoint" / "train_state")
+    vae.save(out / "checkpoint")
+    latent = vae.get_latent(data)
+    latents_path = write_latents(out / "latents.zarr", data.patient_ids, latent, split=split, model=model)
+
+    metrics: dict = {
+        "model": model, "augmentation": augmentation, "serial": cfg.cxr.serial, "n_patients": len(data),
+        "split_sizes": {k: len(v) for k, v in split.items()}, "input_notes": data.notes,
+        "clinical_out_of_range_masked": vae.encoder.report,
+        "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
+        "val_loss": result.best_val,
+        "reconstruction": {name: vae.evaluate(data.subset(idx)) for name, idx in split.items() if len(idx)},
+        "history": result.history,
+    }
+    figures = out / "figures"
+    plot_loss_curves(result.history, figures / "loss_curves.png")
+    probes = _probe_all(cfg, data, split, vae, latent)
+    if probes:
+        metrics["probes"] = probes
+        plot_probes(probes, figures / "probes.png")
+    metrics_path = out / "metrics.json"
+    metrics_path.write_text(json.dumps(metrics, indent=2, default=_json_default))
+    write_run_record(out, cfg, stage="fusion", extra={"inputs": {"cohort": str(cohort), "store": str(store),
+                                                                  "selection": str(selection) if selection else None}})
+    outputs = {"checkpoint": out / "checkpoint", "latents": latents_path, "metrics": metrics_path, "figures": figures}
+    survival = _run_survival_if_enabled(cfg, cohort=cohort, store=store, selection=selection,
+                                        latents=latents_path, out=out / "survival")
+    if survival is not None:
+        outputs["survival"] = out / "survival"
+    return outputs
+
+
+def write_latents(path: Path, ids: np.ndarray, latent: np.ndarray, *, split: dict[str, np.ndarray],
+                  model: str | None) -> Path:
+    """Write ``latents.zarr``: ``ids`` (N,) str, ``latent`` (N, d) float32, ``split`` (N,) str; attrs level/model/latent_dim."""
+    root = zarr.open_group(str(path), mode="w")
+    names = np.empty(len(ids), dtype=object)
+    for name, idx in split.items():
+        names[idx] = name
+    for name, values in (("ids", np.asarray(ids).astype(str)), ("split", names.astype(str))):
+        arr = root.create_array(name, shape=values.shape, dtype=str)
+        arr[:] = values
+    root.create_array("latent", data=np.asarray(latent, np.float32))
+    root.attrs.update({"level": "patient", "model": model, "latent_dim": int(latent.shape[1])})
+    return path
+
+
+def _resolve_model(cfg: FusionConfig, selection: Path | None) -> tuple[str, str]:
+    if cfg.cxr.model is not None:
+        return cfg.cxr.model, cfg.cxr.augmentation
+    if selection is None:
+        raise ValueError("no CXR embedding model: set cxr.model in the fusion config or pass --selection "
+                         "BENCH_DIR/selection.json")
+    sel = read_selection(selection)
+    return sel["model"], sel.get("augmentation", cfg.cxr.augmentation)
+
+
+def _probe_all(cfg: FusionConfig, data: PatientData, split: dict[str, np.ndarray], vae: FusionVAE,
+               latent: np.ndarray) -> dict:
+    """Held-out probes per truth column: joint latent, single-modality inference, single-modality VAEs."""
+    ev = cfg.evaluation
+    columns = ev.truth_columns if ev.truth_columns is not None else list(data.truth.columns)
+    missing = [c for c in columns if c not in data.truth.columns]
+    if missing:
+        raise ValueError(f"evaluation.truth_columns {missing} are not role=truth columns of clinical_schema.json")
+    if not columns or not len(split["test"]):
+        return {}
+    train_idx = np.concatenate([split["train"], split["val"]])
+    spaces = {"joint": latent, "joint_model_cxr_only_input": vae.get_latent(data, modalities=["cxr"]),
+              "joint_model_clinical_only_input": vae.get_latent(data, modalities=["clinical"])}
+    if ev.ablations:
+        for mods in (["clinical"], ["cxr"]):
+            ablated = FusionVAE(cfg, modalities=mods)
+            ablated.fit(data, train_idx=split["train"], val_idx=split["val"])
+            spaces[f"{mods[0]}_only_vae"] = ablated.get_latent(data)
+    out: dict = {}
+    for col in columns:
+        labels = data.truth[col].to_numpy(dtype=object)
+        out[col] = {space: {kind: probe_latent(z, labels, train_idx=train_idx, test_idx=split["test"], kind=kind,
+                                               k=ev.knn_k, seed=cfg.seed)
+                            for kind in ev.probes}
+                    for space, z in spaces.items()}
+    return out
+
+
+def _run_survival_if_enabled(cfg: FusionConfig, **kwargs: Path | None) -> dict | None:
+    if not cfg.survival.enabled:
+        return None
+    try:
+        module = importlib.import_module("fusion.survival")
+    except ImportError:
+        log.warning("survival head enabled but fusion.survival is not available; skipped")
+        return None
+    run = getattr(module, "run_survival", None)
+    if run is None:
+        log.warning("fusion.survival has no run_survival; survival head skipped")
+        return None
+    return run(cfg.survival, **kwargs)
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI wrapper of :func:`run_fusion`."""
+    ap = argparse.ArgumentParser(prog="python -m fusion.run", description=__doc__.splitlines()[0])
+    ap.add_argument("--config", required=True, type=Path, help="fusion YAML or composed pipeline config")
+    ap.add_argument("--cohort", required=True, type=Path, help="COHORT_DIR with manifest/clinical parquet")
+    ap.add_argument("--store", required=True, type=Path, help="embedding store STORE.zarr")
+    ap.add_argument("--selection", type=Path, default=None, help="BENCH_DIR/selection.json (model choice)")
+    ap.add_argument("--out", required=True, type=Path, help="output folder")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = load_fusion_config(args.config)
+    outputs = run_fusion(cfg, cohort=args.cohort, store=args.store, selection=args.selection, out=args.out)
+    metrics = json.loads(outputs["metrics"].read_text())
+    print(f"fusion: {metrics['n_patients']} patients, model {metrics['model']}, best epoch {metrics['best_epoch']}, "
+          f"val loss {metrics['val_loss']:.3f}")
+    for col, spaces in metrics.get("probes", {}).items():
+        for space, kinds in spaces.items():
+            line = ", ".join(f"{k} bal.acc {v.get('balanced_accuracy', float('nan')):.3f}" for k, v in kinds.items())
+            print(f"  probe {col} on {space}: {line}")
+    for name, path in outputs.items():
+        print(f"  {name}: {path}")
+
+
+if __name__ == "__main__":
+    main()
