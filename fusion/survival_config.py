@@ -39,17 +39,19 @@ class Endpoint(StrictModel):
 class TokenConfig(StrictModel):
     """What becomes a token of the sequence the selective SSM reads."""
 
+    cxr: bool = True                         # CXR embedding tokens (needs --store)
     cxr_model: str | None = None             # store group; None: from --selection selection.json
     augmentation: str = "original"
-    max_images: int = Field(4, ge=1)         # serial CXRs per patient (latest ones, ordered by time)
     cxr_tokens: Literal["image", "all"] = "image"   # one token per image (mean of its tokens) or all 32/128
+    max_images: int = Field(4, ge=1)         # serial CXRs per patient: the latest ones up to the landmark
+    landmark_days: float | None = 3.0        # use images with offset_days <= landmark; time-to-event rows
+    # must be event-free and uncensored at the landmark (a later image would reveal survival). null: all images
+    unknown_offset: Literal["include", "exclude"] = "include"   # images without offset_days
     clinical: bool = True                    # one token per clinical feature variable (missing ones masked)
     clinical_columns: list[str] | None = None   # None: every role=feature column
     clinical_exclude: list[str] = Field(default_factory=list)
-    latent: Literal["none", "frozen", "joint"] = "frozen"
-    # frozen: the fusion VAE's latents.zarr as a token (needs --latents); joint: the VAE is trained with
-    # the head (shared latent; loss = ELBO + joint_weight * survival loss); none: no latent token.
-    joint_weight: float = Field(1.0, gt=0)
+    out_of_range: Literal["error", "mask"] = "error"   # clinical values outside the schema range
+    latent: Literal["none", "frozen"] = "frozen"   # frozen: the fusion VAE's latents.zarr as a token
 
 
 class HeadConfig(StrictModel):

@@ -15,7 +15,7 @@ Binary outcomes without times: the C-index of a risk score against a 0/1 outcome
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -197,7 +197,7 @@ def bootstrap(
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
-    reference: str | None = None,
+    contrasts: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Interval]:
     """Paired percentile bootstrap over rows for several scores on the same resamples.
 
@@ -205,7 +205,7 @@ def bootstrap(
         metric: ``metric(rows, score) -> float`` for integer row positions ``rows`` and one score array.
         n: number of rows.
         scores: name -> ``(n,)`` score arrays (e.g. risks of the head and baselines).
-        reference: when set, also returns ``"<name> - <reference>"`` differences (paired CIs).
+        contrasts: pairs ``(a, b)``: also returns ``"a - b"`` differences (paired CIs, same resamples).
     Resamples where a metric is undefined (NaN, e.g. no events drawn) are left out and counted.
     """
     rng = np.random.default_rng(seed)
@@ -228,9 +228,7 @@ def bootstrap(
 
     for j, k in enumerate(names):
         out[k] = interval(point[k], draws[:, j])
-    if reference is not None:
-        r = names.index(reference)
-        for j, k in enumerate(names):
-            if k != reference:
-                out[f"{k} - {reference}"] = interval(point[k] - point[reference], draws[:, j] - draws[:, r])
+    for a, b in contrasts:
+        ia, ib = names.index(a), names.index(b)
+        out[f"{a} - {b}"] = interval(point[a] - point[b], draws[:, ia] - draws[:, ib])
     return out

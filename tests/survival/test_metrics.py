@@ -81,8 +81,8 @@ def test_bootstrap_is_seeded_and_paired():
     time, event, risk = _data(4)
     noisy = risk + np.random.default_rng(5).normal(0, 2, len(risk))
     metric = lambda rows, s: harrell_c(time[rows], event[rows], s[rows])
-    a = bootstrap(metric, len(time), {"good": risk, "noisy": noisy}, n_boot=50, seed=1, reference="noisy")
-    b = bootstrap(metric, len(time), {"good": risk, "noisy": noisy}, n_boot=50, seed=1, reference="noisy")
+    a = bootstrap(metric, len(time), {"good": risk, "noisy": noisy}, n_boot=50, seed=1, contrasts=[("good", "noisy")])
+    b = bootstrap(metric, len(time), {"good": risk, "noisy": noisy}, n_boot=50, seed=1, contrasts=[("good", "noisy")])
     assert a == b
     assert a["good"].low <= a["good"].estimate <= a["good"].high
     assert a["good - noisy"].estimate == pytest.approx(a["good"].estimate - a["noisy"].estimate)

@@ -1,0 +1,539 @@
+"""Survival head stage: tokens -> selective SSM -> Cox / discrete-time / logistic loss, with baselines.
+
+``run_survival(cfg, cohort=, store=, selection=, latents=, out=)`` (called by ``fusion.run`` with the
+``survival:`` section, or ``python -m fusion.survival``) does, per endpoint:
+
+1. Rows: patients whose endpoint is observed; for time-to-event endpoints with a landmark
+   (``tokens.landmark_days``), only patients still event-free and uncensored after the landmark.
+2. Inputs: CXR images acquired up to the landmark (a CXR taken after the landmark would reveal that
+   the patient was alive then; images without an offset are used or not per ``tokens.unknown_offset``),
+   the last ``tokens.max_images`` of them in time order; clinical feature variables; the fusion
+   latent (``latents.zarr``, frozen).
+3. Patient-level K-fold (seeded): in each fold the clinical encoder, CXR standardization, the head
+   (early-stopped on a validation part of the training patients) and the baselines
+   (:mod:`fusion.survival_baselines`) are fitted on training patients only; every reported risk is
+   out-of-fold. Cox-type risks are centred by their training-fold mean (the partial likelihood does
+   not fix the offset), so pooled out-of-fold risks are comparable across folds.
+4. Metrics on the out-of-fold risks (:mod:`fusion.survival_metrics`): Harrell's and Uno's C, the
+   integrated Brier score (Breslow baseline hazard from the training fold), each with a paired
+   bootstrap CI, and head-minus-baseline differences; binary endpoints report the C-index (AUROC).
+
+Writes ``metrics.json``, ``risk.parquet`` (one row per patient and endpoint: ``patient_id``,
+``endpoint``, ``fold``, ``risk`` of the head, ``risk_<baseline>``), ``figures/*.png`` and the run record.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import pandas as pd
+import zarr
+from tqdm.auto import tqdm
+
+from cohorts.config import ConfigError, read_yaml, validate_config
+from cohorts.provenance import write_run_record
+from fusion.clinical import ClinicalEncoder, SchemaError
+from fusion.cox import (binary_outcome_loss, bin_index, cox_loss, discrete_hazard_loss, discrete_hazard_risk,
+                        time_bins)
+from fusion.data import PatientData, load_patient_data, read_selection
+from fusion.survival_baselines import clinical_design, fit_predict, pca_design, truth_design
+from fusion.survival_config import Endpoint, SurvivalConfig
+from fusion.survival_figures import plot_c_index, plot_km_by_risk
+from fusion.survival_head import SurvivalHead
+from fusion.survival_metrics import (Interval, binary_c, bootstrap, breslow_cumulative_hazard, cox_survival,
+                                     harrell_c, integrated_brier, time_grid, uno_c)
+from fusion.train import fit, iterate_batches
+
+log = logging.getLogger(__name__)
+BASELINES = ("clinical_cox", "cxr_pca_cox", "oracle")
+
+
+# ----------------------------------------------------------------------------------------- inputs
+@dataclass
+class SerialCXR:
+    """CXR images kept for the head: ``cxr`` (N, S, T, D), ``mask`` (N, S), ``days`` (N, S) NaN unknown."""
+
+    cxr: np.ndarray
+    mask: np.ndarray
+    days: np.ndarray
+    notes: dict[str, int] = field(default_factory=dict)
+
+    def tokens(self, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """-> ``(x (N, L, D), mask (N, L), days (N, L))``: one token per image (mean) or all of its tokens."""
+        n, s, t, d = self.cxr.shape
+        if mode == "image" or t == 1:
+            return self.cxr.mean(2), self.mask, self.days
+        return self.cxr.reshape(n, s * t, d), np.repeat(self.mask, t, 1), np.repeat(self.days, t, 1)
+
+
+def landmark_images(data: PatientData, *, landmark_days: float | None, max_images: int,
+                    unknown_offset: str) -> SerialCXR:
+    """Images with ``offset_days <= landmark_days`` (all when None), the last ``max_images`` in time order."""
+    offsets = data.cxr_offsets
+    unknown = np.isnan(offsets) & data.cxr_mask
+    ok = data.cxr_mask.copy()
+    if landmark_days is not None:
+        ok &= (offsets <= landmark_days) | (unknown & (unknown_offset == "include"))
+    elif unknown_offset == "exclude":
+        ok &= ~unknown
+    from_end = np.cumsum(ok[:, ::-1], axis=1)[:, ::-1]          # 1 = last kept image of the row
+    keep = ok & (from_end <= max_images)
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :max_images]   # kept images first, time order
+    rows = np.arange(len(keep))[:, None]
+    late = data.cxr_mask & ~unknown & (offsets > landmark_days) if landmark_days is not None else np.zeros_like(ok)
+    notes = {"images_after_landmark": int(late.sum()),
+             "images_without_offset_used": int((unknown & keep).sum()),
+             "images_without_offset_dropped": int((unknown & ~ok).sum()),
+             "images_beyond_max_images": int((ok & ~keep).sum()),
+             "patients_without_cxr": int((~keep.any(1)).sum())}
+    mask = keep[rows, order]
+    cxr = np.where(mask[..., None, None], data.cxr[rows, order], 0.0).astype(np.float32)
+    days = np.where(mask, offsets[rows, order], np.nan).astype(np.float32)
+    return SerialCXR(cxr=cxr, mask=mask, days=days, notes=notes)
+
+
+@dataclass
+class Target:
+    """Rows of one endpoint and their outcome arrays (aligned to ``rows``)."""
+
+    endpoint: Endpoint
+    rows: np.ndarray                      # positions into PatientData
+    time: np.ndarray | None = None        # (n,) days
+    event: np.ndarray | None = None       # (n,) 0/1
+    y: np.ndarray | None = None           # (n,) 0/1 for binary endpoints
+    notes: dict[str, int] = field(default_factory=dict)
+
+
+def endpoint_target(data: PatientData, endpoint: Endpoint, *, landmark_days: float | None) -> Target:
+    """Observed outcome rows of ``endpoint`` (role=outcome columns); bad values raise naming the column."""
+    def column(name: str) -> np.ndarray:
+        if name not in data.outcomes.columns:
+            raise SchemaError(f"endpoint '{endpoint.name}': column '{name}' is not a role=outcome column of "
+                              f"clinical_schema.json (outcome columns: {list(data.outcomes.columns)})")
+        return pd.to_numeric(data.outcomes[name], errors="coerce").to_numpy(float)
+
+    notes: dict[str, int] = {}
+    if endpoint.kind == "binary":
+        y = column(endpoint.binary)
+        ok = ~np.isnan(y)
+        bad = ok & ~np.isin(y, [0, 1])
+        if bad.any():
+            raise SchemaError(f"endpoint '{endpoint.name}': column '{endpoint.binary}' must be 0/1, e.g. patients "
+                              f"{list(data.patient_ids[bad][:5])}")
+        notes["patients_missing_outcome"] = int((~ok).sum())
+        rows = np.flatnonzero(ok)
+        return Target(endpoint, rows, y=y[rows].astype(np.int32), notes=notes)
+    time, event = column(endpoint.time), column(endpoint.event)
+    ok = ~np.isnan(time) & ~np.isnan(event)
+    bad = ok & ((time < 0) | ~np.isin(event, [0, 1]))
+    if bad.any():
+        raise SchemaError(f"endpoint '{endpoint.name}': '{endpoint.time}' must be >= 0 and '{endpoint.event}' 0/1, "
+                          f"e.g. patients {list(data.patient_ids[bad][:5])}")
+    notes["patients_missing_outcome"] = int((~ok).sum())
+    if landmark_days is not None:
+        early = ok & (time <= landmark_days)
+        notes["patients_event_or_censored_before_landmark"] = int(early.sum())
+        ok &= ~early
+    rows = np.flatnonzero(ok)
+    return Target(endpoint, rows, time=time[rows], event=event[rows].astype(np.int32), notes=notes)
+
+
+def read_latents(path: Path, patient_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``latents.zarr`` (``ids``, ``latent``) aligned to ``patient_ids`` -> ``(latent (N, Z), present (N,))``."""
+    try:
+        root = zarr.open_group(str(path), mode="r")
+        ids = np.asarray(root["ids"][:]).astype(str)
+        lat = np.asarray(root["latent"][:], np.float32)
+    except (FileNotFoundError, KeyError) as exc:
+        raise ValueError(f"cannot read latents {path}: needs arrays 'ids' and 'latent' "
+                         "(docs/data-contracts.md; written by python -m fusion.run)") from exc
+    pos = pd.Series(np.arange(len(ids)), index=ids)
+    present = np.isin(patient_ids, ids)
+    out = np.zeros((len(patient_ids), lat.shape[1]), np.float32)
+    out[present] = lat[pos.loc[patient_ids[present]].to_numpy()]
+    return out, present
+
+
+# ----------------------------------------------------------------------------------------- arrays
+@dataclass
+class Preprocessor:
+    """Fitted on training rows: clinical encoder, CXR token and latent standardization."""
+
+    encoder: ClinicalEncoder
+    cxr_mean: np.ndarray
+    cxr_std: np.ndarray
+    lat_mean: np.ndarray
+    lat_std: np.ndarray
+
+    @classmethod
+    def fit(cls, data: PatientData, x: np.ndarray, xmask: np.ndarray, latent: np.ndarray, lat_ok: np.ndarray,
+            rows: np.ndarray, cfg: SurvivalConfig) -> "Preprocessor":
+        enc = ClinicalEncoder(out_of_range=cfg.tokens.out_of_range).fit(
+            data.clinical.iloc[rows], data.schema, columns=cfg.tokens.clinical_columns,
+            exclude=cfg.tokens.clinical_exclude)
+        tok = x[rows][xmask[rows]]
+        lat = latent[rows][lat_ok[rows]]
+        return cls(enc, *_moments(tok, x.shape[-1]), *_moments(lat, latent.shape[-1]))
+
+    def arrays(self, data: PatientData, x: np.ndarray, xmask: np.ndarray, days: np.ndarray, latent: np.ndarray,
+               lat_ok: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Head batch arrays (layout in :mod:`fusion.survival_head`) for ``rows``."""
+        clin = self.encoder.transform(data.clinical.iloc[rows], schema=data.schema)
+        m = xmask[rows]
+        known = m & ~np.isnan(days[rows])
+        return {
+            "clin_values": clin.values, "clin_mask": clin.mask.astype(np.float32),
+            "latent": ((latent[rows] - self.lat_mean) / self.lat_std).astype(np.float32),
+            "latent_mask": lat_ok[rows].astype(np.float32),
+            "cxr": np.where(m[..., None], (x[rows] - self.cxr_mean) / self.cxr_std, 0.0).astype(np.float32),
+            "cxr_mask": m.astype(np.float32),
+            "cxr_days": np.where(known, days[rows], 0.0).astype(np.float32),
+            "cxr_days_known": known.astype(np.float32),
+        }
+
+
+def _moments(x: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    if len(x) < 2:
+        return np.zeros(d, np.float32), np.ones(d, np.float32)
+    return x.mean(0).astype(np.float32), (x.std(0) + 1e-6).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------- head
+def _loss_fn(module: SurvivalHead, kind: str, ties: str):
+    """``(params, batch, rng, step) -> (loss, {})`` for :func:`fusion.train.fit`."""
+    def loss(params: Any, batch: dict[str, jax.Array], rng: jax.Array, step: jax.Array):
+        out = module.apply({"params": params}, batch)
+        valid = batch["weight"] > 0
+        if kind == "cox":
+            value = cox_loss(out[:, 0], batch["time"], batch["event"], mask=valid, ties=ties)
+        elif kind == "discrete":
+            value = discrete_hazard_loss(out, batch["bins"], batch["event"], mask=valid)
+        else:
+            value = binary_outcome_loss(out[:, 0], batch["y"], mask=valid)
+        return value, {}
+    return loss
+
+
+def _predict(module: SurvivalHead, params: Any, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    apply = jax.jit(lambda p, b: module.apply({"params": p}, b))
+    n = len(next(iter(arrays.values())))
+    outs = []
+    for batch in iterate_batches(arrays, batch_size=min(512, n), order=np.arange(n)):
+        outs.append(np.asarray(apply(params, batch))[batch["weight"] > 0])
+    return np.concatenate(outs).astype(np.float64)
+
+
+@dataclass
+class FoldResult:
+    """Out-of-fold outputs of one fold: risks per model and survival curves on the grid."""
+
+    risk: dict[str, np.ndarray]
+    surv: dict[str, np.ndarray]
+    head_epochs: int
+    head_best_epoch: int
+
+
+def _fold(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[str, np.ndarray],
+          train: np.ndarray, val: np.ndarray, test: np.ndarray, grid: np.ndarray | None, seed: int) -> FoldResult:
+    """Fit preprocessing, head and baselines on ``train`` (+ ``val`` for early stopping), predict ``test``.
+
+    ``train``/``val``/``test`` are boolean masks over ``target.rows``.
+    """
+    rows = target.rows
+    kind = target.endpoint.kind if target.endpoint.kind == "binary" else cfg.loss.kind
+    x, xmask, days, latent, lat_ok = (inputs[k] for k in ("x", "xmask", "days", "latent", "lat_ok"))
+    pre = Preprocessor.fit(data, x, xmask, latent, lat_ok, rows[train], cfg)
+    arr = {name: pre.arrays(data, x, xmask, days, latent, lat_ok, rows[sel])
+           for name, sel in (("train", train), ("val", val), ("test", test))}
+    if kind == "binary":
+        targets = {"y": target.y.astype(np.float32)}
+    else:
+        targets = {"time": target.time.astype(np.float32), "event": target.event.astype(np.float32)}
+        if kind == "discrete":
+            cuts = time_bins(target.time[train], target.event[train], n_bins=cfg.loss.n_bins)
+            targets["bins"] = bin_index(target.time, cuts)
+    for name, sel in (("train", train), ("val", val), ("test", test)):
+        arr[name] |= {k: v[sel] for k, v in targets.items()}
+
+    variables = pre.encoder.variables
+    h = cfg.head
+    module = SurvivalHead(variable_of_column=tuple(i for i, v in enumerate(variables) for _ in range(v.stop - v.start)),
+                          n_variables=len(variables), n_out=(len(cuts) + 1) if kind == "discrete" else 1,
+                          d_model=h.d_model, n_layers=h.n_layers, d_state=h.d_state, expand=h.expand, d_conv=h.d_conv,
+                          scan=h.scan, use_clinical=cfg.tokens.clinical and bool(variables),
+                          use_latent=cfg.tokens.latent == "frozen", use_cxr=cfg.tokens.cxr)
+    init_batch = {k: v[:2] for k, v in arr["train"].items()}
+    params = jax.jit(module.init)(jax.random.PRNGKey(seed), init_batch)["params"]
+    result = fit(_loss_fn(module, kind, cfg.loss.ties), params, arr["train"], arr["val"], cfg=cfg.train_config(),
+                 seed=seed, progress=False)
+    out = {name: _predict(module, result.params, arr[name]) for name in ("train", "test")}
+
+    risk: dict[str, np.ndarray] = {}
+    surv: dict[str, np.ndarray] = {}
+    if kind == "discrete":
+        risk["head"] = discrete_hazard_risk(out["test"])
+        hazards = 1.0 / (1.0 + np.exp(-out["test"]))
+        surv["head"] = np.cumprod(1.0 - hazards, axis=1)[:, bin_index(grid, cuts)]
+    else:
+        risk["head"] = out["test"][:, 0]
+        if kind == "cox":
+            risk["head"] = risk["head"] - out["train"][:, 0].mean()
+            surv["head"] = _cox_curves(target, train, out["train"][:, 0] - out["train"][:, 0].mean(), risk["head"], grid)
+
+    # baselines on the same rows, fitted on train + val (no early stopping needed)
+    fit_rows = train | val
+    designs = _baseline_designs(cfg, data, target, inputs, pre, fit_rows, seed)
+    for name, design in designs.items():
+        scores = fit_predict(design, fit_rows, fit_rows | test, time=target.time, event=target.event,
+                             y=target.y, penalizer=cfg.evaluation.penalizer)
+        pos = np.flatnonzero(fit_rows | test)
+        full = np.full(len(rows), np.nan)
+        full[pos] = scores
+        risk[name] = full[test]
+        if kind != "binary":
+            shift = np.nanmean(full[fit_rows])
+            risk[name] = risk[name] - shift
+            surv[name] = _cox_curves(target, fit_rows, full[fit_rows] - shift, risk[name], grid)
+    return FoldResult(risk=risk, surv=surv, head_epochs=result.epochs_run, head_best_epoch=result.best_epoch)
+
+
+def _cox_curves(target: Target, fit_rows: np.ndarray, fit_risk: np.ndarray, test_risk: np.ndarray,
+                grid: np.ndarray) -> np.ndarray:
+    """Survival on ``grid`` of test rows from a Breslow baseline fitted on ``fit_rows``."""
+    if not np.isfinite(fit_risk).all() or not np.isfinite(test_risk).all():
+        return np.full((len(test_risk), len(grid)), np.nan)
+    times, h0 = breslow_cumulative_hazard(target.time[fit_rows], target.event[fit_rows], fit_risk)
+    return cox_survival(test_risk, times, h0, grid)
+
+
+def _baseline_designs(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[str, np.ndarray],
+                      pre: Preprocessor, fit_rows: np.ndarray, seed: int) -> dict[str, pd.DataFrame]:
+    rows = target.rows
+    designs: dict[str, pd.DataFrame] = {}
+    if pre.encoder.variables:
+        clin = pre.encoder.transform(data.clinical.iloc[rows], schema=data.schema)
+        names = [f"{v.name}[{j}]" for v in pre.encoder.variables for j in range(v.stop - v.start)]
+        designs["clinical_cox"] = clinical_design(clin.values, clin.mask, names)
+    xmask = inputs["xmask"][rows]
+    if xmask.any():
+        x = np.where(xmask[..., None], (inputs["x"][rows] - pre.cxr_mean) / pre.cxr_std, 0.0)
+        mean = x.sum(1) / np.maximum(xmask.sum(1, keepdims=True), 1)
+        designs["cxr_pca_cox"] = pca_design(mean, xmask.any(1), fit_rows, n_components=cfg.evaluation.pca_components,
+                                            seed=seed)
+    truth_cols = cfg.evaluation.oracle_columns if cfg.evaluation.oracle_columns is not None else list(data.truth.columns)
+    missing = [c for c in truth_cols if c not in data.truth.columns]
+    if missing:
+        raise SchemaError(f"evaluation.oracle_columns {missing} are not role=truth columns "
+                          f"(truth columns: {list(data.truth.columns)})")
+    if truth_cols:
+        designs["oracle"] = truth_design(data.truth.iloc[rows][truth_cols])
+    return designs
+
+
+# ----------------------------------------------------------------------------------------- evaluation
+def _metric_fns(target: Target, grid: np.ndarray | None) -> dict[str, Any]:
+    if target.endpoint.kind == "binary":
+        y = target.y
+        return {"c_index": lambda r, s: binary_c(y[r], s[r]) if np.isfinite(s[r]).all() else float("nan")}
+    t, e = target.time, target.event
+
+    def harrell(r: np.ndarray, s: np.ndarray) -> float:
+        return harrell_c(t[r], e[r], s[r]) if np.isfinite(s[r]).all() else float("nan")
+
+    def uno(r: np.ndarray, s: np.ndarray) -> float:
+        return uno_c(t[r], e[r], s[r], tau=float(grid[-1])) if np.isfinite(s[r]).all() else float("nan")
+
+    def ibs(r: np.ndarray, s: np.ndarray) -> float:
+        return integrated_brier(t[r], e[r], s[r], grid) if np.isfinite(s[r]).all() else float("nan")
+
+    return {"c_index": harrell, "uno_c": uno, "integrated_brier": ibs}
+
+
+def evaluate_endpoint(target: Target, risk: dict[str, np.ndarray], surv: dict[str, np.ndarray],
+                      grid: np.ndarray | None, cfg: SurvivalConfig) -> dict[str, Any]:
+    """Metrics with paired bootstrap CIs of every model, and head-minus-other differences."""
+    ev = cfg.evaluation
+    out: dict[str, Any] = {}
+    for metric, fn in _metric_fns(target, grid).items():
+        scores = surv if metric == "integrated_brier" else risk
+        if not scores:
+            continue
+        contrasts = [("head", k) for k in scores if k != "head"] if "head" in scores else []
+        res = bootstrap(fn, len(target.rows), scores, n_boot=ev.n_boot, seed=cfg.seed, level=ev.level,
+                        contrasts=contrasts)
+        out[metric] = {k: v.as_dict() for k, v in res.items()}
+    return out
+
+
+# ----------------------------------------------------------------------------------------- stage
+def _folds(n: int, k: int, seed: int) -> np.ndarray:
+    """Fold id (N,) of a seeded patient-level K-fold (rows are patients)."""
+    fold = np.empty(n, np.int64)
+    fold[np.random.default_rng(seed).permutation(n)] = np.arange(n) % k
+    return fold
+
+
+def run_endpoint(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[str, np.ndarray]
+                 ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """K-fold out-of-fold risks + metrics of one endpoint -> ``(metrics, risk frame)``."""
+    ev = cfg.evaluation
+    n = len(target.rows)
+    if target.endpoint.kind == "binary":
+        n_events = int(target.y.sum())
+    else:
+        n_events = int(target.event.sum())
+    if n < 2 * ev.folds or n_events < ev.folds:
+        raise ValueError(f"endpoint '{target.endpoint.name}': {n} patients with {n_events} events are too few for "
+                         f"{ev.folds}-fold evaluation (evaluation.folds)")
+    grid = time_grid(target.time, target.event) if target.endpoint.kind != "binary" else None
+    fold = _folds(n, ev.folds, cfg.seed)
+    risk: dict[str, np.ndarray] = {}
+    surv: dict[str, np.ndarray] = {}
+    epochs = []
+    for f in tqdm(range(ev.folds), desc=f"survival {target.endpoint.name}", unit="fold"):
+        test = fold == f
+        rest = np.flatnonzero(~test)
+        rng = np.random.default_rng([cfg.seed, f])
+        val = np.zeros(n, bool)
+        val[rng.choice(rest, max(1, round(ev.val_fraction * len(rest))), replace=False)] = True
+        train = ~test & ~val
+        res = _fold(cfg, data, target, inputs, train, val, test, grid, seed=cfg.seed * 1000 + f)
+        for store, part in ((risk, res.risk), (surv, res.surv)):
+            for k, v in part.items():
+                store.setdefault(k, np.full((n,) + v.shape[1:], np.nan))[test] = v
+        epochs.append({"fold": f, "epochs": res.head_epochs, "best_epoch": res.head_best_epoch})
+    metrics = {
+        "kind": target.endpoint.kind, "loss": "logistic" if target.endpoint.kind == "binary" else cfg.loss.kind,
+        "n_patients": n, "n_events": n_events, "folds": ev.folds, "row_notes": target.notes, "training": epochs,
+        **({"brier_grid_days": [float(grid[0]), float(grid[-1])]} if grid is not None else {}),
+        "metrics": evaluate_endpoint(target, risk, surv, grid, cfg),
+    }
+    frame = pd.DataFrame({"patient_id": data.patient_ids[target.rows], "endpoint": target.endpoint.name,
+                          "fold": fold, "risk": risk["head"]})
+    for k in BASELINES:
+        if k in risk:
+            frame[f"risk_{k}"] = risk[k]
+    return metrics, frame
+
+
+def run_survival(cfg: SurvivalConfig, *, cohort: Path, store: Path | None, selection: Path | None = None,
+                 latents: Path | None = None, out: Path) -> dict[str, Path]:
+    """Train and evaluate the survival head for every endpoint of ``cfg``; write outputs under ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = cfg.tokens
+    model, augmentation = _resolve_model(cfg, store, selection)
+    n_slots = _max_images_per_patient(Path(cohort))
+    data = load_patient_data(cohort, store if model else None, model=model, augmentation=augmentation,
+                             serial="all", max_images=n_slots)
+    serial = landmark_images(data, landmark_days=tok.landmark_days, max_images=tok.max_images,
+                             unknown_offset=tok.unknown_offset)
+    x, xmask, days = serial.tokens(tok.cxr_tokens)
+    if tok.latent == "frozen":
+        if latents is None:
+            raise ConfigError("survival tokens.latent is 'frozen' but no latents.zarr was given "
+                              "(--latents FUSION_DIR/latents.zarr, or set tokens.latent: none)")
+        latent, lat_ok = read_latents(Path(latents), data.patient_ids)
+    else:
+        latent, lat_ok = np.zeros((len(data), 1), np.float32), np.zeros(len(data), bool)
+    inputs = {"x": x, "xmask": xmask, "days": days, "latent": latent, "lat_ok": lat_ok}
+
+    metrics: dict[str, Any] = {"cxr_model": model, "augmentation": augmentation, "input_notes": data.notes | serial.notes,
+                               "patients_with_latent": int(lat_ok.sum()), "endpoints": {}}
+    frames = []
+    figures = out / "figures"
+    for endpoint in cfg.endpoints:
+        target = endpoint_target(data, endpoint, landmark_days=tok.landmark_days if endpoint.kind != "binary" else None)
+        ep_metrics, frame = run_endpoint(cfg, data, target, inputs)
+        metrics["endpoints"][endpoint.name] = ep_metrics
+        frames.append(frame)
+        plot_c_index(ep_metrics["metrics"], figures / f"c_index_{endpoint.name}.png", title=endpoint.name)
+        if endpoint.kind != "binary":
+            plot_km_by_risk(target.time, target.event, frame, figures / f"km_{endpoint.name}.png",
+                            groups=cfg.evaluation.risk_groups, title=endpoint.name)
+        _log_summary(endpoint.name, ep_metrics)
+    risk_path = out / "risk.parquet"
+    pd.concat(frames, ignore_index=True).to_parquet(risk_path, index=False)
+    metrics_path = out / "metrics.json"
+    metrics_path.write_text(json.dumps(metrics, indent=2, default=_json_default))
+    write_run_record(out, cfg, stage="fusion.survival", extra={"cohort": str(cohort), "store": str(store),
+                                                               "latents": str(latents), "cxr_model": model})
+    return {"metrics": metrics_path, "risk": risk_path, "figures": figures}
+
+
+def _resolve_model(cfg: SurvivalConfig, store: Path | None, selection: Path | None) -> tuple[str | None, str]:
+    if not cfg.tokens.cxr:
+        return None, cfg.tokens.augmentation
+    if store is None:
+        raise ConfigError("survival tokens.cxr is true but no embedding store was given (--store STORE.zarr)")
+    if cfg.tokens.cxr_model is not None:
+        return cfg.tokens.cxr_model, cfg.tokens.augmentation
+    if selection is None:
+        raise ConfigError("no CXR embedding model for the survival head: set tokens.cxr_model or pass "
+                          "--selection BENCH_DIR/selection.json")
+    sel = read_selection(selection)
+    return sel["model"], sel.get("augmentation", cfg.tokens.augmentation)
+
+
+def _max_images_per_patient(cohort: Path) -> int:
+    manifest = pd.read_parquet(cohort / "manifest.parquet", columns=["patient_id"])
+    return int(max(manifest["patient_id"].value_counts().max(), 1)) if len(manifest) else 1
+
+
+def _log_summary(name: str, metrics: dict[str, Any]) -> None:
+    c = metrics["metrics"].get("c_index", {})
+    parts = [f"{k} {v['estimate']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]" for k, v in c.items() if " - " not in k]
+    log.info("survival %s (n=%d, events=%d): C-index %s", name, metrics["n_patients"], metrics["n_events"],
+             "; ".join(parts))
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    if isinstance(obj, Interval):
+        return obj.as_dict()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def load_survival_config(path: str | Path) -> SurvivalConfig:
+    """A survival YAML, or the ``survival`` section of a fusion or composed pipeline config."""
+    data = read_yaml(path)
+    if "fusion" in data:
+        data, source = (data["fusion"] or {}).get("survival", {}), f"{path} [fusion.survival]"
+    elif "survival" in data:
+        data, source = data["survival"], f"{path} [survival]"
+    else:
+        source = str(path)
+    return validate_config(data or {}, SurvivalConfig, source=source)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: ``python -m fusion.survival --config FILE --cohort DIR [--store S] [--selection F] [--latents L] --out DIR``."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", required=True, type=Path)
+    ap.add_argument("--cohort", required=True, type=Path, help="cohort folder (manifest.parquet, clinical.parquet)")
+    ap.add_argument("--store", type=Path, help="embedding store STORE.zarr")
+    ap.add_argument("--selection", type=Path, help="BENCH_DIR/selection.json (when tokens.cxr_model is null)")
+    ap.add_argument("--latents", type=Path, help="FUSION_DIR/latents.zarr (tokens.latent: frozen)")
+    ap.add_argument("--out", required=True, type=Path)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = load_survival_config(args.config)
+    paths = run_survival(cfg, cohort=args.cohort, store=args.store, selection=args.selection, latents=args.latents,
+                         out=args.out)
+    summary = json.loads(paths["metrics"].read_text())
+    for name, ep in summary["endpoints"].items():
+        c = ep["metrics"]["c_index"]
+        print(f"{name}: n={ep['n_patients']} events={ep['n_events']} " + "  ".join(
+            f"{k}={v['estimate']:.3f} [{v['ci_low']:.3f},{v['ci_high']:.3f}]" for k, v in c.items()))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Figures of the survival head (matplotlib, Agg): C-index forest plot, Kaplan-Meier by predicted risk group."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from lifelines import KaplanMeierFitter  # noqa: E402
+
+
+def plot_c_index(metrics: dict[str, Any], path: Path, *, title: str) -> Path:
+    """Forest plot of the C-index (and Uno's C where present) per model with bootstrap CIs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    panels = [m for m in ("c_index", "uno_c") if m in metrics]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 0.5 + 0.5 * len(metrics[panels[0]])),
+                             squeeze=False)
+    for ax, name in zip(axes[0], panels):
+        models = [k for k in metrics[name] if " - " not in k]
+        est = np.array([metrics[name][k]["estimate"] for k in models])
+        lo = np.array([metrics[name][k]["ci_low"] for k in models])
+        hi = np.array([metrics[name][k]["ci_high"] for k in models])
+        y = np.arange(len(models))[::-1]
+        ax.errorbar(est, y, xerr=[est - lo, hi - est], fmt="o", color="k", capsize=3)
+        ax.axvline(0.5, color="grey", lw=0.8, ls="--")
+        ax.set_yticks(y, models)
+        ax.set_xlabel(f"{name} (out-of-fold, 95% bootstrap CI)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_km_by_risk(time: np.ndarray, event: np.ndarray, frame: pd.DataFrame, path: Path, *, groups: int,
+                    title: str) -> Path:
+    """Kaplan-Meier curves of patients grouped by quantiles of the head's out-of-fold risk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    risk = frame["risk"].to_numpy()
+    edges = np.quantile(risk, np.linspace(0, 1, groups + 1)[1:-1])
+    group = np.searchsorted(edges, risk, side="right")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    names = {0: "lowest risk", groups - 1: "highest risk"}
+    for g in range(groups):
+        sel = group == g
+        if sel.any():
+            KaplanMeierFitter().fit(time[sel], event[sel], label=f"{names.get(g, f'group {g + 1}')} (n={int(sel.sum())})"
+                                    ).plot_survival_function(ax=ax, ci_show=False)
+    ax.set_xlabel("days")
+    ax.set_ylabel("survival")
+    ax.set_title(f"{title}: Kaplan-Meier by predicted risk ({groups} groups, out-of-fold)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
