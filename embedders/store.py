@@ -122,7 +122,7 @@ def open_store_for_writing(path: str | Path, *, image_ids: np.ndarray, manifest_
     """Create the store, or reopen it for resuming after checking it belongs to the same manifest.
 
     A store made from another manifest (different sha256 or rows) raises StoreError unless
-    ``overwrite``, which deletes the whole store (all models) and starts afresh.
+    ``overwrite``, which deletes the whole store (all models) and its errors table and starts afresh.
     """
     path = Path(path)
     if (path / "zarr.json").is_file():
@@ -138,6 +138,7 @@ def open_store_for_writing(path: str | Path, *, image_ids: np.ndarray, manifest_
                 "refusing to resume. Use a new --store path, or --overwrite to delete it and start again")
         log.warning("overwriting store %s (manifest changed)", path)
         shutil.rmtree(path)
+        errors_path(path).unlink(missing_ok=True)
     elif path.exists() and any(path.iterdir()):
         raise StoreError(f"{path} exists and is not a zarr store; choose another --store path")
     root = zarr.open_group(path, mode="w")
