@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +23,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
+
+from .figures import save_figure  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -166,16 +169,16 @@ def survival(df: pd.DataFrame, *, time: str, event: str, subtype: str = "subtype
         ax.set_xlabel(f"{time} (days)")
         ax.set_ylabel("survival probability")
         ax.set_title(f"Kaplan-Meier by subtype (log-rank p = {lr.p_value:.2g})", fontsize=10)
-        fig.tight_layout()
-        figure.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(figure)
-        plt.close(fig)
-        result["figure"] = str(figure)
+        result["figure"] = str(save_figure(fig, figure))
     ref = d[subtype].value_counts().sort_index(key=lambda s: s.map(lambda g: (len(g), g))).idxmax()
     dummies = pd.get_dummies(d[subtype], dtype=float).drop(columns=[ref])
     cox_df = pd.concat([d[[time, event]], dummies], axis=1)
     try:
-        cph = CoxPHFitter(penalizer=0.0).fit(cox_df, duration_col=time, event_col=event)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cph = CoxPHFitter(penalizer=0.0).fit(cox_df, duration_col=time, event_col=event)
+        if caught:
+            result["cox_warnings"] = sorted({str(w.message).strip().split("\n")[0] for w in caught})
         s = cph.summary
         result["cox_reference"] = ref
         result["cox"] = [{"subtype": str(k), "hr": float(r["exp(coef)"]), "ci_low": float(r["exp(coef) lower 95%"]),
@@ -232,8 +235,4 @@ def montage(paths: pd.Series, subtype: pd.Series, *, per_subtype: int, tile: int
             if c == 0:
                 ax.set_title(f"{g}", fontsize=8, loc="left")
     fig.suptitle("Sample images per subtype", fontsize=10)
-    fig.tight_layout()
-    figure.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(figure)
-    plt.close(fig)
-    return figure, errors
+    return save_figure(fig, figure), errors

@@ -11,6 +11,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
+def save_figure(fig: plt.Figure, path: Path) -> Path:
+    """Tight layout, write ``path`` (PNG, parents created), close the figure."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plot_sweep(table: pd.DataFrame, *, path: Path) -> Path:
     """Stability (seed and subsample ARI) and modularity against resolution; cluster counts annotated."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
@@ -29,11 +38,7 @@ def plot_sweep(table: pd.DataFrame, *, path: Path) -> Path:
     ax.set_ylim(-0.05, 1.05)
     ax.legend(fontsize=8)
     ax.set_title("Resolution sweep", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_confidence(confidence: np.ndarray, subtype: pd.Series, *, path: Path) -> Path:
@@ -45,8 +50,4 @@ def plot_confidence(confidence: np.ndarray, subtype: pd.Series, *, path: Path) -
     ax.set_ylabel("membership confidence")
     ax.set_ylim(-0.05, 1.05)
     ax.set_title("Membership confidence by subtype (subsample reclustering)", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

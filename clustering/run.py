@@ -89,6 +89,7 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
     log.info("clustering %d %ss of %d dims from %s", len(units), cfg.unit, pts.x.shape[1], pts.source["kind"])
 
     knn = build_knn(pts.x, cfg.knn, seed=cfg.seed)
+    log.info("kNN graph: %s", knn.summary())
     adj = connectivities(knn)
     leiden = sweep(adj, cfg.leiden, seed=cfg.seed)
     labels = leiden.labels
@@ -192,6 +193,7 @@ def _report_sections(units, knn, leiden, stab, umap_how, sweep_png, conf_png, um
         str(surv.get("note", "no survival analysis"))]
     if "cox_error" in surv:
         s_text.append(str(surv["cox_error"]))
+    s_text += [f"Cox fit warning: {w}" for w in surv.get("cox_warnings", [])]
     secs.append(Section("Survival", text=s_text,
                         tables=[(f"Cox hazard ratios vs {surv['cox_reference']}", pd.DataFrame(surv["cox"]))] if "cox" in surv else [],
                         figures=[(Path(surv["figure"]), "Kaplan-Meier by subtype")] if "figure" in surv else []))

@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .config import KnnConfig, UmapConfig  # noqa: E402
+from .figures import save_figure  # noqa: E402
 from .knn import KnnGraph, build_knn  # noqa: E402
 from .leiden import with_self  # noqa: E402
 
@@ -96,8 +97,4 @@ def scatter(coords: np.ndarray, values: pd.Series, *, title: str, path: Path, co
     ax.set_ylabel("UMAP 2")
     ax.set_xticks([])
     ax.set_yticks([])
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

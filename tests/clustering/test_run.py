@@ -1,0 +1,101 @@
+"""End to end on the contract-format fixture: planted subtypes recovered, survival separates, outputs
+complete and guarded, Embedding Atlas export, and the report renders in headless Chromium."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from clustering.config import ClusteringConfig
+from clustering.export import ExportError
+from clustering.run import run_clustering
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chromium-headless-shell")
+
+CFG = {"leiden": {"n_seeds": 3, "n_subsamples": 2, "resolutions": [0.1, 0.3, 1.0]}, "stability": {"n_resamples": 4},
+       "export": {"columns": ["age", "sex", "label_Edema"]}, "studies": {"label_noise": True, "cross_dataset": True},
+       "characterize": {"montage_per_subtype": 4}}
+
+
+@pytest.fixture(scope="module")
+def run_out(small_cohort, tmp_path_factory) -> tuple[Path, dict]:
+    cohort, latents = small_cohort
+    out = tmp_path_factory.mktemp("run")
+    paths = run_clustering(ClusteringConfig(**CFG), cohort=cohort, latents=latents, out=out)
+    return out, paths
+
+
+def test_planted_subtypes_and_survival(run_out) -> None:
+    out, _ = run_out
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["truth_ari"]["true_subtype"] > 0.9
+    assert m["survival"]["logrank_p"] < 1e-6
+    assert m["knn"]["method"] == "exact" and m["leiden"]["n_subtypes"] == 3
+    sweep = pd.read_csv(out / "resolution_sweep.csv")
+    assert {"modularity", "seed_ari", "subsample_ari", "chosen"} <= set(sweep.columns)
+
+
+def test_export_holds_only_allow_listed_columns(run_out, small_cohort) -> None:
+    out, paths = run_out
+    df = pd.read_parquet(paths["subtypes_parquet"])
+    assert list(df.columns) == ["patient_id", "subtype", "confidence", "umap_1", "umap_2", "age", "sex", "label_Edema"]
+    csv = pd.read_csv(paths["subtypes_csv"])
+    assert len(csv) == len(df) == 240 and df.confidence.between(0, 1).all()
+    atlas = pd.read_parquet(paths["atlas_parquet"])
+    assert "patient_name" not in atlas.columns and "path" not in atlas.columns
+    assert {"umap_1", "umap_2", "subtype", "label_Edema", "time", "event", "neighbors"} <= set(atlas.columns)
+    assert (paths["atlas_app"] / "index.html").is_file() and (paths["atlas_app"] / "data" / "dataset.parquet").is_file()
+    for name in ("table1.csv", "label_enrichment.csv", "study_label_noise.csv", "study_cross_dataset.csv",
+                 "config.resolved.yaml", "run.json", "figures/montage.png", "figures/kaplan_meier.png"):
+        assert (out / name).is_file(), name
+
+
+def test_planted_identifying_column_stops_the_run_early(small_cohort, tmp_path) -> None:
+    cohort, latents = small_cohort
+    cfg = ClusteringConfig(export={"columns": ["age", "patient_name"]})
+    with pytest.raises(ExportError, match="patient_name"):
+        run_clustering(cfg, cohort=cohort, latents=latents, out=tmp_path)
+    assert not (tmp_path / "subtypes.csv").exists()
+
+
+def test_numpy_weights_equal_umap_learn(small_cohort) -> None:
+    from umap.umap_ import fuzzy_simplicial_set
+
+    from clustering.config import KnnConfig
+    from clustering.inputs import load_latents
+    from clustering.knn import build_knn
+    from clustering.leiden import connectivities, with_self
+
+    _, x, _ = load_latents(small_cohort[1])
+    knn = build_knn(x, KnnConfig(), seed=0, progress=False)
+    ind, dist = with_self(knn.indices, knn.distances)
+    ref, _, _ = fuzzy_simplicial_set(np.empty((len(x), 1)), ind.shape[1], np.random.RandomState(0), "cosine",
+                                     knn_indices=ind, knn_dists=dist)
+    ref = ref.tocsr()
+    ref.setdiag(0)
+    ref.eliminate_zeros()
+    ours = connectivities(knn)
+    assert ours.nnz == ref.nnz and abs(ours - ref).max() < 1e-5
+
+
+def test_report_renders_in_headless_chromium(run_out, tmp_path) -> None:
+    browser = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip(f"no headless browser found (tried {', '.join(BROWSERS)}); e.g. apt-get install chromium")
+    out, _ = run_out
+    url = (out / "report.html").as_uri()
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=10000"]
+    dom = subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    n_figs = len(list((out / "figures").glob("*.png")))
+    assert f'data-figures-loaded="{n_figs}"' in dom and f'data-figures="{n_figs}"' in dom
+    shot = tmp_path / "report.png"
+    subprocess.run(flags + ["--window-size=1200,2000", f"--screenshot={shot}", url], capture_output=True, timeout=120)
+    img = np.asarray(Image.open(shot).convert("RGB"))
+    assert img.shape[:2] == (2000, 1200)
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 200     # figures drawn, not a blank page
