@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -52,6 +52,14 @@ def make_arrays(data: PatientData, *, encoder: ClinicalEncoder, cxr_mean: np.nda
             "clin_mask": mask.astype(np.float32), "clin_present": mask.any(1).astype(np.float32)}
 
 
+def make_loss_fn(module: FusionModule, cfg: FusionConfig, *, multimodal: bool = True) -> Callable:
+    """The negative-ELBO loss ``(params, batch, rng, step) -> (loss, metrics)`` of ``module`` with ``cfg``'s weights."""
+    m, kl = cfg.model, cfg.kl
+    return partial(elbo_loss, module, beta=kl.beta, warmup_steps=kl.warmup_steps,
+                   unimodal_elbo=m.unimodal_elbo and multimodal, cxr_weight=m.cxr_weight,
+                   clinical_weight=m.clinical_weight)
+
+
 class FusionVAE:
     """Multimodal VAE over CXR embeddings and a clinical table with a product-of-experts latent."""
 
@@ -90,12 +98,9 @@ class FusionVAE:
         self.params = self.result.params
         return self.result
 
-    def loss_fn(self):
-        """``(params, batch, rng, step) -> (loss, metrics)`` of this model's config (for :func:`fusion.train.fit`)."""
-        m, kl = self.cfg.model, self.cfg.kl
-        return partial(elbo_loss, self._require_module(), beta=kl.beta, warmup_steps=kl.warmup_steps,
-                       unimodal_elbo=m.unimodal_elbo and len(self.modalities) > 1,
-                       cxr_weight=m.cxr_weight, clinical_weight=m.clinical_weight)
+    def loss_fn(self) -> Callable:
+        """``(params, batch, rng, step) -> (loss, metrics)`` of this model (for :func:`fusion.train.fit`)."""
+        return make_loss_fn(self._require_module(), self.cfg, multimodal=len(self.modalities) > 1)
 
     # ---------------------------------------------------------------- inference
     def get_latent(self, data: PatientData, *, modalities: Sequence[str] | None = None,

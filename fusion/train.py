@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -52,6 +53,7 @@ class FitResult:
     epochs_run: int = 0
     stopped_early: bool = False
     finished: bool = False           # False when ``stop_after_epochs`` interrupted the run
+    epoch_seconds: list[float] = field(default_factory=list)   # wall time of each epoch of this call
 
 
 def make_optimizer(cfg: TrainConfig, *, total_steps: int) -> optax.GradientTransformation:
@@ -154,19 +156,23 @@ def fit(loss_fn: LossFn, params: Any, train: Batch, val: Batch | None, *, cfg: T
         return {k: v / n for k, v in sums.items()}
 
     start = meta["epoch"]
+    seconds: list[float] = []
     end = cfg.max_epochs if stop_after_epochs is None else min(cfg.max_epochs, start + stop_after_epochs)
     done = meta["stopped_early"] or start >= cfg.max_epochs
     bar = tqdm(range(start, end), desc="train", unit="epoch", disable=not progress or done)
     for epoch in bar:
         if done:
             break
+        t_epoch = time.perf_counter()
         order = np.random.default_rng([seed, epoch]).permutation(n_train)
-        tot, cnt = 0.0, 0.0
+        losses, weights = [], []
         for batch in iterate_batches(train, batch_size=bs, order=order):
             state, loss, _ = train_step(state, jax.device_put(batch, rows), key)
-            w = float(batch["weight"].sum())
-            tot, cnt = tot + float(loss) * w, cnt + w
-        record = {"epoch": epoch + 1, "step": int(state.step), "train_loss": tot / cnt}
+            losses.append(loss)              # no host sync here: dispatch overlaps the next batch's gathering
+            weights.append(float(batch["weight"].sum()))
+        train_loss = float(np.dot(np.asarray(jax.device_get(losses), np.float64), weights) / sum(weights))
+        record = {"epoch": epoch + 1, "step": int(state.step), "train_loss": train_loss}
+        seconds.append(time.perf_counter() - t_epoch)
         if val is not None and _n_rows(val):
             record.update({f"val_{k}": v for k, v in evaluate(state.params, val).items()})
         current = record.get("val_loss", record["train_loss"])
@@ -186,7 +192,7 @@ def fit(loss_fn: LossFn, params: Any, train: Batch, val: Batch | None, *, cfg: T
     finished = meta["stopped_early"] or meta["epoch"] >= cfg.max_epochs
     return FitResult(params=jax.device_get(best_params), history=list(meta["history"]), best_epoch=meta["best_epoch"],
                      best_val=meta["best_val"], epochs_run=meta["epoch"], stopped_early=meta["stopped_early"],
-                     finished=finished)
+                     finished=finished, epoch_seconds=seconds)
 
 
 def save_checkpoint(directory: str | Path, state: TrainState, best_params: Any, meta: dict, *,
