@@ -54,12 +54,13 @@ def binary_metrics(y: np.ndarray, score: np.ndarray, *, threshold: float = 0.5,
 
 
 def fold_t_interval(values: np.ndarray, *, level: float = 0.95) -> tuple[float, float, float, float]:
-    """Mean, SD and t-interval over K per-fold values: mean +- t_{K-1, (1+level)/2} * SD / sqrt(K)."""
+    """Mean, SD and t-interval over K per-fold values: mean +- t_{K-1, (1+level)/2} * SD / sqrt(K),
+    clipped to [0, 1] (every metric here is a proportion)."""
     v = np.asarray(values, dtype=np.float64)
     k = len(v)
     mean, sd = float(v.mean()), float(v.std(ddof=1)) if k > 1 else float("nan")
     half = float(stats.t.ppf((1 + level) / 2, k - 1)) * sd / np.sqrt(k)
-    return mean, sd, mean - half, mean + half
+    return mean, sd, max(0.0, mean - half), min(1.0, mean + half)
 
 
 def cluster_bootstrap(y: np.ndarray, score: np.ndarray, groups: np.ndarray, *, folds: np.ndarray | None = None,

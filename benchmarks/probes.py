@@ -39,13 +39,6 @@ class TrainSet:
     original: np.ndarray
 
 
-def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = train.mean(axis=0, dtype=np.float64).astype(np.float32)
-    std = train.std(axis=0, dtype=np.float64).astype(np.float32)
-    std[std == 0] = 1.0
-    return (train - mean) / std, (test - mean) / std
-
-
 def _logistic(C: float, cfg: BenchmarksConfig) -> LogisticRegression:
     return LogisticRegression(C=C, solver="lbfgs", max_iter=cfg.logistic.max_iter, tol=cfg.logistic.tol,
                               warm_start=True)
@@ -65,7 +58,7 @@ def _fit(model, X: np.ndarray, y: np.ndarray):
 def choose_C(train: TrainSet, *, cfg: BenchmarksConfig, seed: int) -> float:
     """C from ``cfg.logistic.C_grid`` with the best mean inner-CV AUROC (patient-grouped folds, validation on
     originals only; the path over the grid is warm-started from strong to weak regularization).
-    ``train.X`` is already standardized by the outer fold's scaler (unsupervised, so no label leak)."""
+    ``train.X`` is standardized by the outer fold's scaler (unsupervised, so no label leak)."""
     grid = sorted(cfg.logistic.C_grid)
     orig = np.flatnonzero(train.original)
     splitter = StratifiedGroupKFold(n_splits=cfg.logistic.inner_folds, shuffle=True, random_state=seed)
@@ -84,14 +77,14 @@ def choose_C(train: TrainSet, *, cfg: BenchmarksConfig, seed: int) -> float:
 
 def fit_predict(probe: ProbeName, train: TrainSet, X_test: np.ndarray, *, cfg: BenchmarksConfig,
                 seed: int) -> tuple[np.ndarray, dict[str, float]]:
-    """Fit ``probe`` on ``train`` and return P(y=1) for ``X_test`` (m,) plus the chosen hyper-parameters."""
+    """Fit ``probe`` on ``train`` and return P(y=1) for ``X_test`` (m,) plus the chosen hyper-parameters.
+
+    Features arrive standardized with the training fold's statistics (see ``crossval.fold_scaler``).
+    """
     if probe == "logistic":
-        Xtr, Xte = _standardize(train.X, X_test)
-        C = cfg.logistic.C
-        if C is None:
-            C = choose_C(TrainSet(Xtr, train.y, train.groups, train.original), cfg=cfg, seed=seed)
-        model = _fit(_logistic(C, cfg), Xtr, train.y)
-        return model.predict_proba(Xte)[:, 1], {"C": C}
+        C = cfg.logistic.C if cfg.logistic.C is not None else choose_C(train, cfg=cfg, seed=seed)
+        model = _fit(_logistic(C, cfg), train.X, train.y)
+        return model.predict_proba(X_test)[:, 1], {"C": C}
     if probe == "lightgbm":
         import lightgbm as lgb
 
@@ -101,9 +94,8 @@ def fit_predict(probe: ProbeName, train: TrainSet, X_test: np.ndarray, *, cfg: B
         model.fit(train.X, train.y)
         return model.predict_proba(X_test)[:, 1], {}
     if probe == "mlp":
-        Xtr, Xte = _standardize(train.X, X_test)
         model = MLPClassifier(hidden_layer_sizes=tuple(cfg.mlp.hidden), alpha=cfg.mlp.alpha,
                               max_iter=cfg.mlp.max_iter, early_stopping=True, random_state=seed)
-        _fit(model, Xtr, train.y)
-        return model.predict_proba(Xte)[:, 1], {}
+        _fit(model, train.X, train.y)
+        return model.predict_proba(X_test)[:, 1], {}
     raise ValueError(f"unknown probe {probe!r}; choose logistic, lightgbm or mlp")

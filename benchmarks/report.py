@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import BenchmarksConfig
+from .summary import MIN_CLASS_PATIENTS
 
 
 def metric_table(results: pd.DataFrame, *, metric: str, probe: str) -> str:
@@ -19,16 +20,19 @@ def metric_table(results: pd.DataFrame, *, metric: str, probe: str) -> str:
         for lab, rows in by_ds.groupby("label", sort=True):
             r = rows.set_index("model")
             best = r["mean"].max()
-            cells = [(f"**{r.at[m, 'mean']:.3f}** [{r.at[m, 'ci_low']:.3f}, {r.at[m, 'ci_high']:.3f}]"
-                      if r.at[m, "mean"] == best else
-                      f"{r.at[m, 'mean']:.3f} [{r.at[m, 'ci_low']:.3f}, {r.at[m, 'ci_high']:.3f}]")
-                     if m in r.index else "-" for m in models]
+            cells = [_cell(r.loc[m], bold=r.at[m, "mean"] == best) if m in r.index else "-" for m in models]
             lines.append(f"| {ds} | {lab} | " + " | ".join(cells) + " |")
         avg = by_ds.groupby("model")["mean"].mean()
         cells = [(f"**{avg[m]:.3f}**" if avg[m] == avg.max() else f"{avg[m]:.3f}") if m in avg else "-"
                  for m in models]
         lines.append(f"| {ds} | *average* | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _cell(row: pd.Series, *, bold: bool) -> str:
+    mean = f"**{row['mean']:.3f}**" if bold else f"{row['mean']:.3f}"
+    flag = " †" if row["min_class_patients_per_fold"] < MIN_CLASS_PATIENTS else ""
+    return f"{mean} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]{flag}"
 
 
 def _df_table(df: pd.DataFrame, *, floatfmt: str = "{:.4g}") -> str:
@@ -55,7 +59,9 @@ def write_report(out: Path, *, cfg: BenchmarksConfig, results: pd.DataFrame, com
         "within each test fold of the pooled out-of-fold predictions; all images of a patient move together). "
         "The fold-based t-interval (mean +- t_(K-1) SD/sqrt(K)) "
         "is in `results.csv` (`ci_method = fold_t`). No result comes from a single fold. Best model per row "
-        f"in bold. Accuracy uses the probability cut-off {cfg.threshold}.",
+        f"in bold. Accuracy uses the probability cut-off {cfg.threshold}. † marks tasks where some test fold holds "
+        f"fewer than {MIN_CLASS_PATIENTS} patients of a class: its bootstrap interval is too narrow to trust, "
+        "use the fold t-interval in `results.csv`.",
         f"Images used: {results.groupby(['dataset', 'label']).n_images.first().sum()} of {n_sampled} sampled "
         f"(dataset, label, image) rows; {missing.image_id.nunique() if len(missing) else 0} sampled image(s) have "
         "no embedding for at least one model and are left out for every model (listed in `missing.csv`).",
@@ -83,7 +89,11 @@ def write_report(out: Path, *, cfg: BenchmarksConfig, results: pd.DataFrame, com
                   _df_table(transfer[transfer.metric == "auroc"].drop(columns="metric"))]
     if noise is not None:
         parts += ["## Label-noise robustness (AUROC vs fraction of flipped training labels)",
-                  _df_table(noise), "![label noise](figures/label_noise.png)"]
+                  "Mean AUROC over folds per fraction (fold t-intervals in `label_noise.csv`).",
+                  _df_table(noise.pivot_table(index=["dataset", "label", "model"], columns="fraction",
+                                              values="auroc_mean").rename(columns=lambda f: f"flip {f:g}")
+                            .reset_index(), floatfmt="{:.3f}"),
+                  "![label noise](figures/label_noise.png)"]
     parts += ["## Figures"] + [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figures
                                if p.name != "label_noise.png"]
     path = out / "report.md"

@@ -9,7 +9,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from .config import BenchmarksConfig
-from .crossval import Task, build_train_set, cross_validate
+from .crossval import Task, build_train_set, cross_validate, fold_scaler, image_moments, standardized
 from .data import Features
 from .metrics import binary_metrics, cluster_bootstrap, fold_t_interval
 from .probes import fit_predict
@@ -43,8 +43,11 @@ def transfer_study(tasks: dict[tuple[str, str], Task], features: list[Features],
     for a, b, lab in tqdm(transfer_pairs(tasks, cfg), desc="transfer", leave=False):
         src, dst = tasks[(a, lab)], tasks[(b, lab)]
         for f in features:
-            ts = build_train_set(f, src.positions(f), np.arange(len(src.y)), src.y, src.patients)
-            score, _ = fit_predict(probe, ts, f.X["original"][dst.positions(f)], cfg=cfg, seed=cfg.seed)
+            pos, everyone = src.positions(f), np.arange(len(src.y))
+            scaler = fold_scaler(image_moments(f, pos), everyone)
+            ts = build_train_set(f, pos, everyone, src.y, src.patients, scaler=scaler)
+            X_test = standardized(f.X["original"], dst.positions(f), scaler)
+            score, _ = fit_predict(probe, ts, X_test, cfg=cfg, seed=cfg.seed)
             point = binary_metrics(dst.y, score, threshold=cfg.threshold)
             ci = cluster_bootstrap(dst.y, score, dst.patients, threshold=cfg.threshold,
                                    n_boot=cfg.bootstrap.n_boot, level=cfg.bootstrap.level, seed=cfg.seed)

@@ -8,7 +8,10 @@ from .metrics import METRICS, binary_metrics, cluster_bootstrap, fold_t_interval
 
 KEYS = ["dataset", "label", "model", "probe"]
 RESULT_COLUMNS = [*KEYS, "metric", "mean", "ci_low", "ci_high", "ci_method", "sd", "pooled", "n_folds",
-                  "n_patients", "n_images"]
+                  "n_patients", "n_images", "min_class_patients_per_fold"]
+# Fewer patients than this of one class in some test fold: the within-fold bootstrap has too few distinct
+# resamples to be trusted; report.md marks those cells and points to the fold t-interval.
+MIN_CLASS_PATIENTS = 5
 
 
 def summarize(oof: pd.DataFrame, folds: pd.DataFrame, *, cfg: BenchmarksConfig) -> pd.DataFrame:
@@ -17,6 +20,7 @@ def summarize(oof: pd.DataFrame, folds: pd.DataFrame, *, cfg: BenchmarksConfig) 
     ``mean``/``sd``: over the K test folds. ``pooled``: the metric on all out-of-fold predictions at once.
     ``ci_method`` ``patient_bootstrap``: percentile interval of the mean over folds across
     ``cfg.bootstrap.n_boot`` resamples of patients within each test fold; ``fold_t``: mean +- t_{K-1} SD / sqrt(K).
+    ``min_class_patients_per_fold``: patients of the rarer class in the poorest test fold.
     """
     rows = []
     fold_groups = dict(list(folds.groupby(KEYS, sort=False)))
@@ -27,8 +31,10 @@ def summarize(oof: pd.DataFrame, folds: pd.DataFrame, *, cfg: BenchmarksConfig) 
                                  threshold=cfg.threshold, n_boot=cfg.bootstrap.n_boot, level=cfg.bootstrap.level,
                                  seed=cfg.seed + i)
         pooled = binary_metrics(y, score, threshold=cfg.threshold)
+        per_class = sub.groupby(["fold", "y_true"])["patient_id"].nunique().unstack(fill_value=0)
         common = dict(zip(KEYS, key)) | {"n_folds": len(per_fold), "n_patients": sub["patient_id"].nunique(),
-                                         "n_images": len(sub)}
+                                         "n_images": len(sub),
+                                         "min_class_patients_per_fold": int(per_class.to_numpy().min())}
         for metric in METRICS:
             mean, sd, lo, hi = fold_t_interval(per_fold[metric].to_numpy(), level=cfg.bootstrap.level)
             base = common | {"metric": metric, "mean": mean, "sd": sd, "pooled": float(pooled[metric][0])}

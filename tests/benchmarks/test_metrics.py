@@ -33,6 +33,7 @@ def test_fold_t_interval_formula():
     mean, sd, lo, hi = fold_t_interval(v)
     half = stats.t.ppf(0.975, 4) * v.std(ddof=1) / np.sqrt(5)
     assert (mean, lo, hi) == pytest.approx((v.mean(), v.mean() - half, v.mean() + half))
+    assert fold_t_interval(np.array([0.6, 1.0, 0.7, 1.0, 0.9]))[3] == 1.0
 
 
 def _clustered_sample(rng, *, n_patients: int, delta: float):

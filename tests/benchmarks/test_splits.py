@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.crossval import build_train_set
+from benchmarks.crossval import build_train_set, fold_scaler, image_moments
 from benchmarks.data import Features
 from benchmarks.splits import SplitError, patient_folds, training_rows
 
@@ -59,3 +59,17 @@ def test_augmented_rows_only_in_training_folds():
         assert not set(ts.groups) & set(patients[test])
         parts = training_rows(train, {a: available[a][pos] for a in augs})
         assert len(parts["rot+45"]) == available["rot+45"][train].sum()
+
+
+def test_fold_scaler_equals_statistics_of_the_stacked_training_rows():
+    rng = np.random.default_rng(2)
+    n, augs = 40, ["original", "bright", "dark"]
+    X = {a: rng.normal(3.0, 2.0, (n, 5)).astype(np.float32) for a in augs}
+    X["original"][:, 4] = 7.0                                # constant feature in originals only
+    available = {a: rng.random(n) < (1.0 if a == "original" else 0.7) for a in augs}
+    feats = Features("m", "mean", (5,), np.arange(n).astype(str), X, available)
+    pos, train = np.arange(n), np.arange(0, n, 2)
+    raw = build_train_set(feats, pos, train, np.zeros(n, int), np.arange(n).astype(str))
+    scaled = build_train_set(feats, pos, train, np.zeros(n, int), np.arange(n).astype(str),
+                             scaler=fold_scaler(image_moments(feats, pos), train))
+    assert np.allclose(scaled.X, (raw.X - raw.X.mean(0)) / raw.X.std(0), atol=1e-4)
