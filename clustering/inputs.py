@@ -78,7 +78,7 @@ def load_latents(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, object]]
     for name in ("ids", "latent"):
         if name not in root:
             raise InputError(f"{path} has no '{name}' array (see docs/data-contracts.md, fusion)")
-    ids = np.asarray(root["ids"][:]).astype(str)
+    ids = np.asarray(root["ids"][:], dtype=object).astype(str)  # zarr v3 may give StringDType
     x = np.asarray(root["latent"][:], dtype=np.float32)
     if x.ndim != 2 or len(ids) != len(x):
         raise InputError(f"{path}: 'latent' must be (n, d) with n = len(ids); got {x.shape} and {len(ids)} ids")

@@ -189,6 +189,7 @@ class LeidenResult:
     sweep: pd.DataFrame         # one row per resolution
     reason: str
     seconds: float
+    partitions: dict[float, np.ndarray]  # consensus partition of every swept resolution
 
 
 def sweep(adj: sp.csr_matrix, cfg: LeidenConfig, *, seed: int, progress: bool = True) -> LeidenResult:
@@ -214,7 +215,7 @@ def sweep(adj: sp.csr_matrix, cfg: LeidenConfig, *, seed: int, progress: bool = 
     chosen, reason = choose_resolution(table, cfg)
     table["chosen"] = table["resolution"] == chosen
     log.info("Leiden: chose resolution %s (%s)", chosen, reason)
-    return LeidenResult(consensus[chosen], chosen, table, reason, time.perf_counter() - t0)
+    return LeidenResult(consensus[chosen], chosen, table, reason, time.perf_counter() - t0, consensus)
 
 
 def choose_resolution(table: pd.DataFrame, cfg: LeidenConfig) -> tuple[float, str]:

@@ -34,7 +34,7 @@ def run_out(small_cohort, tmp_path_factory) -> tuple[Path, dict]:
 def test_planted_subtypes_and_survival(run_out) -> None:
     out, _ = run_out
     m = json.loads((out / "metrics.json").read_text())
-    assert m["truth_ari"]["true_subtype"] > 0.9
+    assert m["truth_ari"]["true_subtype"]["chosen"] > 0.9
     assert m["survival"]["logrank_p"] < 1e-6
     assert m["knn"]["method"] == "exact" and m["leiden"]["n_subtypes"] == 3
     sweep = pd.read_csv(out / "resolution_sweep.csv")
