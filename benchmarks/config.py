@@ -38,11 +38,17 @@ class LightGBMConfig(StrictModel):
 
 
 class MLPConfig(StrictModel):
-    """A small MLP (sklearn MLPClassifier, adam, early stopping on a 10% split of the training rows)."""
+    """A small MLP (sklearn MLPClassifier, adam) trained epoch by epoch; early stopping on the AUROC of a
+    patient-grouped validation split of the training fold's original images (``validation_fraction`` of the
+    patients), keeping the best epoch's weights."""
 
     hidden: list[int] = Field(default_factory=lambda: [256], min_length=1)
     alpha: float = Field(1e-3, ge=0)
-    max_iter: int = Field(200, ge=1)
+    max_iter: int = Field(200, ge=1)          # epochs at most
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)  # adam's initial step size
+    patience: int = Field(10, ge=1)           # epochs without a better validation AUROC before stopping
+    validation_fraction: float = Field(0.1, gt=0, lt=0.5)
 
 
 class BootstrapConfig(StrictModel):

@@ -75,6 +75,33 @@ def choose_C(train: TrainSet, *, cfg: BenchmarksConfig, seed: int) -> float:
     return float(grid[int(np.argmax(scores))])
 
 
+def _fit_mlp(train: TrainSet, *, cfg: BenchmarksConfig, seed: int) -> tuple[MLPClassifier, int]:
+    """An MLP trained one epoch at a time on the fold minus a patient-grouped validation split (originals only);
+    returns it with the weights of the epoch (1-based, also returned) with the best validation AUROC."""
+    mc = cfg.mlp
+    orig = np.flatnonzero(train.original)
+    n_splits = max(2, round(1 / mc.validation_fraction))
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    _, val_orig = next(splitter.split(orig, train.y[orig], groups=train.groups[orig]))
+    val = orig[val_orig]
+    fit_rows = ~np.isin(train.groups, np.unique(train.groups[val]))
+    X, y = train.X[fit_rows], train.y[fit_rows]
+    model = MLPClassifier(hidden_layer_sizes=tuple(mc.hidden), alpha=mc.alpha, batch_size=mc.batch_size,
+                          learning_rate_init=mc.learning_rate, random_state=seed)
+    best, best_epoch, best_weights = -np.inf, 0, None
+    with threadpool_limits(1 if X.size < SMALL_FIT_VALUES else None, user_api="blas"):
+        for epoch in range(1, mc.max_iter + 1):
+            model.partial_fit(X, y, classes=np.array([0, 1]))
+            auc = roc_auc_score(train.y[val], model.predict_proba(train.X[val])[:, 1])
+            if auc > best:
+                best, best_epoch = auc, epoch
+                best_weights = ([w.copy() for w in model.coefs_], [b.copy() for b in model.intercepts_])
+            elif epoch - best_epoch >= mc.patience:
+                break
+    model.coefs_, model.intercepts_ = best_weights
+    return model, best_epoch
+
+
 def fit_predict(probe: ProbeName, train: TrainSet, X_test: np.ndarray, *, cfg: BenchmarksConfig,
                 seed: int) -> tuple[np.ndarray, dict[str, float]]:
     """Fit ``probe`` on ``train`` and return P(y=1) for ``X_test`` (m,) plus the chosen hyper-parameters.
@@ -94,8 +121,6 @@ def fit_predict(probe: ProbeName, train: TrainSet, X_test: np.ndarray, *, cfg: B
         model.fit(train.X, train.y)
         return model.predict_proba(X_test)[:, 1], {}
     if probe == "mlp":
-        model = MLPClassifier(hidden_layer_sizes=tuple(cfg.mlp.hidden), alpha=cfg.mlp.alpha,
-                              max_iter=cfg.mlp.max_iter, early_stopping=True, random_state=seed)
-        _fit(model, train.X, train.y)
-        return model.predict_proba(X_test)[:, 1], {}
+        model, epoch = _fit_mlp(train, cfg=cfg, seed=seed)
+        return model.predict_proba(X_test)[:, 1], {"epochs": epoch}
     raise ValueError(f"unknown probe {probe!r}; choose logistic, lightgbm or mlp")

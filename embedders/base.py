@@ -132,18 +132,21 @@ def available_models() -> dict[str, ModelInfo]:
 
 def get_embedder(name: str, *, weights: str | Path | None = None, **options: object) -> Embedder:
     """Build the embedder ``name``, loading weights from ``weights`` (a local dir or file) when it needs them."""
-    _load_builtin_families()
+    _load_builtin_families(until=name)
     if name not in _REGISTRY:
         raise KeyError(f"unknown embedder {name!r}; available: {', '.join(sorted(_REGISTRY))}")
     _, factory = _REGISTRY[name]
     return factory(Path(weights) if weights is not None else None, **options)
 
 
-def _load_builtin_families() -> None:
-    """Import the modules that register the built-in model families (idempotent)."""
+def _load_builtin_families(until: str | None = None) -> None:
+    """Import the modules that register the built-in model families (idempotent), in order; stop early once
+    ``until`` is registered (so a baseline does not pay for importing transformers)."""
     import importlib
 
     for module in BUILTIN_FAMILIES:
+        if until is not None and until in _REGISTRY:
+            return
         importlib.import_module(module)
 
 

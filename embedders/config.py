@@ -45,7 +45,7 @@ class EmbeddersConfig(StrictModel):
     augmentations: list[AugmentationName] = Field(default_factory=lambda: ["original"])
     batch_size: int = Field(32, ge=1)
     chunk_rows: int = Field(64, ge=1)            # rows per zarr chunk = unit of work and of resumption
-    decode_threads: int = Field(2, ge=1)        # threads decoding + preprocessing ahead of the forward
+    decode_workers: int = Field(1, ge=0)        # DataLoader processes decoding + preprocessing ahead of the forward (0: inline)
     torch_threads: int | None = Field(1, ge=1)  # torch.set_num_threads for the forward (None: torch default)
     device: str = "cpu"
     half: bool = False                          # float16 forward (GPU only)

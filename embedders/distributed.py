@@ -67,7 +67,7 @@ def _shard_task(name: str, weights: str | None, options_json: str, store: str, a
         count[0] += n_rows
 
     errors = extract_chunks(embedder, group, augmentation, chunks, ids=ids, paths=paths, row0=row0,
-                            batch_size=settings["batch_size"], decode_threads=settings["decode_threads"],
+                            batch_size=settings["batch_size"], decode_workers=settings["decode_workers"],
                             on_chunk=on_chunk)
     return count[0], errors
 

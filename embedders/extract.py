@@ -1,20 +1,26 @@
 """Chunk-wise extraction of one model/augmentation into the store, with decoding overlapped with the forward.
 
-Worker threads decode (:func:`cohorts.images.load_image`), augment and preprocess the images of the next
-chunk while the calling thread runs the forward on the current one. Each chunk is written whole
-(:func:`embedders.store.write_rows`: embeddings, then ``done``), so the unit of work, of parallelism and of
-resumption is one zarr row chunk. Batches are cut from a chunk's pending rows only, so a chunk gives the same
-batches (and bit-identical outputs) whether it runs in a fresh run, a resumed run or a Dask worker.
+A ``torch.utils.data.DataLoader`` with ``decode_workers`` worker *processes* decodes
+(:func:`cohorts.images.load_image`), augments, preprocesses and stacks the next batches while the calling
+process runs the forward, so decoding neither competes for the GIL nor stalls the forward. Inside Dask
+worker processes (daemonic: they may not fork) decoding runs inline; there the parallelism comes from
+the Dask workers themselves.
+
+Each row chunk is written whole (:func:`embedders.store.write_rows`: embeddings, then ``done``), so the unit
+of work, of parallelism and of resumption is one zarr row chunk. Batches are consecutive runs of
+``batch_size`` of a chunk's pending rows (minus the rows that failed to decode), so a chunk gives the same
+batches, and bit-identical outputs, in a fresh run, a resumed run or a Dask worker.
 """
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+import multiprocessing
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import zarr
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from cohorts.images import ImageError, load_image
@@ -53,9 +59,28 @@ def pending_chunks(group: zarr.Group, augmentation: str) -> list[int]:
     return np.flatnonzero(~padded.reshape(n_chunks, rows).all(axis=1)).tolist()
 
 
+class _PreparedRows(Dataset):
+    """Manifest rows -> ``(row, prepared)``; batches collate to ``(rows_ok, stacked tensor, failures)``."""
+
+    def __init__(self, embedder: Embedder, paths: Sequence[str | None], row0: int, augmentation: str) -> None:
+        self.embedder, self.paths, self.row0, self.augmentation = embedder, paths, row0, augmentation
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, row: int) -> tuple[int, Prepared]:
+        return row, prepare_image(self.embedder, self.paths[row - self.row0], self.augmentation)
+
+
+def _collate(items: list[tuple[int, Prepared]]) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str, str]]]:
+    good = [(r, p) for r, p in items if isinstance(p, torch.Tensor)]
+    failed = [(r, p[0], p[1]) for r, p in items if not isinstance(p, torch.Tensor)]
+    return [r for r, _ in good], (torch.stack([p for _, p in good]) if good else None), failed
+
+
 def extract_chunks(embedder: Embedder, group: zarr.Group, augmentation: str, chunks: Sequence[int], *,
                    ids: np.ndarray, paths: Sequence[str | None], row0: int = 0, batch_size: int = 32,
-                   decode_threads: int = 2, on_chunk: Callable[[int, list[ErrorRow]], None] | None = None,
+                   decode_workers: int = 2, on_chunk: Callable[[int, list[ErrorRow]], None] | None = None,
                    progress: bool = False) -> list[ErrorRow]:
     """Embed the pending rows of ``chunks`` of ``group/augmentation`` and write each chunk when complete.
 
@@ -65,46 +90,46 @@ def extract_chunks(embedder: Embedder, group: zarr.Group, augmentation: str, chu
     emb, done_arr = group[augmentation][EMBEDDINGS], group[augmentation][DONE]
     n, rows = emb.shape[0], emb.chunks[0]
     model = embedder.info.name
-    work = []
+    work = []                                           # (start, stop, done mask, batches of absolute rows)
     for c in chunks:
         start, stop = c * rows, min(n, (c + 1) * rows)
         done = np.asarray(done_arr[start:stop], dtype=bool)
-        if not done.all():
-            work.append((start, stop, done))
+        pending = (start + np.flatnonzero(~done)).tolist()
+        if pending:
+            work.append((start, stop, done, [pending[b:b + batch_size] for b in range(0, len(pending), batch_size)]))
+    if not work:
+        return []
+    workers = 0 if multiprocessing.current_process().daemon else decode_workers
+    loader = DataLoader(_PreparedRows(embedder, paths, row0, augmentation), collate_fn=_collate,
+                        batch_sampler=[b for *_, batches in work for b in batches], num_workers=workers,
+                        prefetch_factor=4 if workers else None)
+    batches = iter(loader)
     all_errors: list[ErrorRow] = []
-    bar = tqdm(total=sum(int((~d).sum()) for *_, d in work), desc=f"{model}/{augmentation}", unit="img",
+    bar = tqdm(total=sum(len(b) for *_, bs in work for b in bs), desc=f"{model}/{augmentation}", unit="img",
                disable=not progress)
-
-    def submit(item: tuple[int, int, np.ndarray]) -> list[Future]:
-        start, _, done = item
-        return [pool.submit(prepare_image, embedder, paths[start + i - row0], augmentation)
-                for i in np.flatnonzero(~done)]
-
-    with ThreadPoolExecutor(max_workers=decode_threads) as pool:
-        ahead = submit(work[0]) if work else []
-        for k, (start, stop, done) in enumerate(work):
-            current, ahead = ahead, (submit(work[k + 1]) if k + 1 < len(work) else [])
-            pending = np.flatnonzero(~done)
-            prepared = [f.result() for f in current]
-            errors = [error_row(str(ids[start + i - row0]), paths[start + i - row0], p[0], p[1], model, augmentation)
-                      for i, p in zip(pending, prepared) if isinstance(p, tuple)]
-            good = [(i, p) for i, p in zip(pending, prepared) if isinstance(p, torch.Tensor)]
-            values = (np.asarray(emb[start:stop]) if done.any()
-                      else np.full((stop - start, *emb.shape[1:]), np.nan, dtype=np.float32))
-            ok = done.copy()
-            for b in range(0, len(good), batch_size):
-                batch = good[b:b + batch_size]
-                out = embedder.forward(torch.stack([t for _, t in batch])).numpy()
-                if out.shape[1:] != emb.shape[1:]:
-                    raise RuntimeError(f"{model} returned rows of shape {out.shape[1:]}, the store expects "
-                                       f"{emb.shape[1:]} (ModelInfo.output_shape is wrong)")
-                idx = [i for i, _ in batch]
-                values[idx] = out
-                ok[idx] = True
-            write_rows(group, augmentation, start, values, ok)
-            all_errors += errors
-            if on_chunk is not None:
-                on_chunk(len(pending), errors)
-            bar.update(len(pending))
+    for start, stop, done, chunk_batches in work:
+        values = (np.asarray(emb[start:stop]) if done.any()
+                  else np.full((stop - start, *emb.shape[1:]), np.nan, dtype=np.float32))
+        ok = done.copy()
+        errors: list[ErrorRow] = []
+        for _ in chunk_batches:
+            good_rows, x, failed = next(batches)
+            errors += [error_row(str(ids[r - row0]), paths[r - row0], stage, reason, model, augmentation)
+                       for r, stage, reason in failed]
+            if x is None:
+                continue
+            out = embedder.forward(x).numpy()
+            if out.shape != (len(good_rows), *emb.shape[1:]):
+                raise RuntimeError(f"{model} returned {out.shape} for {len(good_rows)} rows, the store expects rows of "
+                                   f"{emb.shape[1:]} (ModelInfo.output_shape is wrong)")
+            local = np.asarray(good_rows) - start
+            values[local] = out
+            ok[local] = True
+        write_rows(group, augmentation, start, values, ok)
+        all_errors += errors
+        n_rows = sum(len(b) for b in chunk_batches)
+        if on_chunk is not None:
+            on_chunk(n_rows, errors)
+        bar.update(n_rows)
     bar.close()
     return all_errors

@@ -31,7 +31,6 @@ from cohorts.config import ConfigError
 from cohorts.provenance import library_versions, now_iso, sha256_file, write_run_record
 from .base import get_embedder
 from .config import EmbeddersConfig, ModelSpec, load_embedders_config
-from .distributed import run_sharded, start_client
 from .errors import append_errors, finalize_errors
 from .extract import extract_chunks, pending_chunks
 from .precomputed import import_precomputed
@@ -56,7 +55,7 @@ def read_manifest(path: Path) -> pd.DataFrame:
 
 
 def _settings(cfg: EmbeddersConfig) -> dict[str, Any]:
-    return {"batch_size": cfg.batch_size, "decode_threads": cfg.decode_threads, "torch_threads": cfg.torch_threads,
+    return {"batch_size": cfg.batch_size, "decode_workers": cfg.decode_workers, "torch_threads": cfg.torch_threads,
             "device": cfg.device, "half": cfg.half, "seed": cfg.seed, "chunk_rows": cfg.chunk_rows}
 
 
@@ -79,10 +78,11 @@ def _extract_model(spec: ModelSpec, cfg: EmbeddersConfig, *, root: zarr.Group, s
 
         for aug, chunks in work.items():
             extract_chunks(embedder, group, aug, chunks, ids=ids, paths=paths, batch_size=cfg.batch_size,
-                           decode_threads=cfg.decode_threads, on_chunk=on_chunk, progress=True)
+                           decode_workers=cfg.decode_workers, on_chunk=on_chunk, progress=True)
     else:
         from tqdm.auto import tqdm
 
+        from .distributed import run_sharded
         total = sum(len(c) for c in work.values())
         with tqdm(total=total, desc=f"{spec.name} shards", unit="shard") as bar:
             for n_rows, errors in run_sharded(client, name=spec.name, weights=spec.weights, options=spec.options,
@@ -113,6 +113,7 @@ def run_embedders(cfg: EmbeddersConfig, *, manifest: Path, store: Path, out: Pat
     summary: dict[str, dict[str, Any]] = {}
     client = cluster = None
     if cfg.models and (cfg.workers or cfg.scheduler):
+        from .distributed import start_client      # imported only when used (dask.distributed is slow to import)
         client, cluster = start_client(workers=cfg.workers, scheduler=cfg.scheduler)
     try:
         for spec in cfg.models:

@@ -51,7 +51,9 @@ class ModelConfig(StrictModel):
     n_layers: int = Field(2, ge=1)
     attention_heads: int = Field(4, ge=1)
     unimodal_elbo: bool = True               # MVAE-style: also fit each single-modality posterior
-    cxr_weight: float = Field(1.0, ge=0)     # reconstruction weight of the CXR branch
+    # reconstruction weight of the CXR branch; "auto": (encoded clinical columns) / (CXR dims), so a
+    # 300-1000-dim embedding does not drown a handful of clinical variables in the ELBO
+    cxr_weight: float | Literal["auto"] = "auto"
     clinical_weight: float = Field(1.0, ge=0)
 
 

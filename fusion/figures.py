@@ -32,7 +32,7 @@ def plot_loss_curves(history: list[dict[str, float]], path: Path) -> Path:
 
 
 def plot_probes(probes: dict, path: Path) -> Path:
-    """Balanced accuracy (95% bootstrap CI) of each probe per latent space, one panel per truth column."""
+    """Held-out probe score (95% bootstrap CI) per latent space, one panel per truth column."""
     path.parent.mkdir(parents=True, exist_ok=True)
     cols = list(probes)
     fig, axes = plt.subplots(1, len(cols), figsize=(7 * len(cols), 4), squeeze=False)
@@ -40,15 +40,18 @@ def plot_probes(probes: dict, path: Path) -> Path:
         spaces = list(probes[col])
         kinds = sorted({k for s in spaces for k in probes[col][s]})
         width = 0.8 / max(len(kinds), 1)
+        metric = next(iter(probes[col][spaces[0]].values()))["metric"]
         for j, kind in enumerate(kinds):
             vals = [probes[col][s][kind] for s in spaces]
-            mid = np.array([v.get("balanced_accuracy", np.nan) for v in vals])
-            lo = mid - np.array([v.get("balanced_accuracy_ci_low", np.nan) for v in vals])
-            hi = np.array([v.get("balanced_accuracy_ci_high", np.nan) for v in vals]) - mid
-            ax.bar(np.arange(len(spaces)) + j * width, mid, width, yerr=[lo, hi], capsize=3, label=kind)
+            mid = np.array([v.get("score", np.nan) for v in vals])
+            err = [mid - np.array([v.get("ci_low", np.nan) for v in vals]),
+                   np.array([v.get("ci_high", np.nan) for v in vals]) - mid]
+            ax.bar(np.arange(len(spaces)) + j * width, mid, width, yerr=err, capsize=3,
+                   label="ridge" if kind == "logistic" and metric == "r2" else kind)
         ax.set_xticks(np.arange(len(spaces)) + width * (len(kinds) - 1) / 2)
         ax.set_xticklabels([s.replace("_", "\n") for s in spaces], fontsize=8)
-        ax.set(ylabel="balanced accuracy (held-out patients)", title=f"probe: {col}", ylim=(0, 1))
+        ax.set(ylabel=f"{metric} (held-out patients)", title=f"probe: {col}",
+               ylim=(min(0.0, float(np.nanmin([v.get("score", 0) for s in spaces for v in probes[col][s].values()]))), 1))
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -55,8 +55,9 @@ def make_arrays(data: PatientData, *, encoder: ClinicalEncoder, cxr_mean: np.nda
 def make_loss_fn(module: FusionModule, cfg: FusionConfig, *, multimodal: bool = True) -> Callable:
     """The negative-ELBO loss ``(params, batch, rng, step) -> (loss, metrics)`` of ``module`` with ``cfg``'s weights."""
     m, kl = cfg.model, cfg.kl
+    cxr_weight = max(module.layout.width, 1) / module.cxr_dim if m.cxr_weight == "auto" else m.cxr_weight
     return partial(elbo_loss, module, beta=kl.beta, warmup_steps=kl.warmup_steps,
-                   unimodal_elbo=m.unimodal_elbo and multimodal, cxr_weight=m.cxr_weight,
+                   unimodal_elbo=m.unimodal_elbo and multimodal, cxr_weight=float(cxr_weight),
                    clinical_weight=m.clinical_weight)
 
 

@@ -116,8 +116,9 @@ def _probe_all(cfg: FusionConfig, data: PatientData, split: dict[str, np.ndarray
     out: dict = {}
     for col in columns:
         labels = data.truth[col].to_numpy(dtype=object)
+        continuous = data.schema[col].type == "continuous"
         out[col] = {space: {kind: probe_latent(z, labels, train_idx=train_idx, test_idx=split["test"], kind=kind,
-                                               k=ev.knn_k, seed=cfg.seed)
+                                               continuous=continuous, k=ev.knn_k, seed=cfg.seed)
                             for kind in ev.probes}
                     for space, z in spaces.items()}
     return out
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
           f"val loss {metrics['val_loss']:.3f}")
     for col, spaces in metrics.get("probes", {}).items():
         for space, kinds in spaces.items():
-            line = ", ".join(f"{k} bal.acc {v.get('balanced_accuracy', float('nan')):.3f}" for k, v in kinds.items())
+            line = ", ".join(f"{k} {v['metric']} {v.get('score', float('nan')):.3f}" for k, v in kinds.items())
             print(f"  probe {col} on {space}: {line}")
     for name, path in outputs.items():
         print(f"  {name}: {path}")

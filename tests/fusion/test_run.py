@@ -39,7 +39,7 @@ def test_cli_writes_checkpoint_latents_metrics_figures(contract_cohort, tiny_con
     assert len(metrics["history"]) == metrics["epochs_run"] == 4
     spaces = metrics["probes"]["true_subtype"]
     assert {"joint", "clinical_only_vae", "cxr_only_vae"} <= set(spaces)
-    assert spaces["joint"]["logistic"]["n_test"] > 0
+    assert spaces["joint"]["logistic"]["n_test"] > 0 and spaces["joint"]["logistic"]["metric"] == "balanced_accuracy"
     for name in ("checkpoint/params.msgpack", "checkpoint/clinical_encoder.json", "checkpoint/train_state/meta.json",
                  "figures/loss_curves.png", "figures/probes.png", "config.resolved.yaml", "run.json"):
         assert (out / name).is_file(), name
