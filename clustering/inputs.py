@@ -72,17 +72,12 @@ def load_cohort(cohort: Path) -> Cohort:
 
 def load_latents(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
     """``(patient ids (n,), latent (n, d) float32, attrs)`` from a fusion ``latents.zarr``."""
-    if not path.exists():
-        raise InputError(f"no latents at {path}: run `python -m fusion.run` first or pass the right --latents")
-    root = zarr.open_group(str(path), mode="r")
-    for name in ("ids", "latent"):
-        if name not in root:
-            raise InputError(f"{path} has no '{name}' array (see docs/data-contracts.md, fusion)")
-    ids = np.asarray(root["ids"][:], dtype=object).astype(str)  # zarr v3 may give StringDType
-    x = np.asarray(root["latent"][:], dtype=np.float32)
-    if x.ndim != 2 or len(ids) != len(x):
-        raise InputError(f"{path}: 'latent' must be (n, d) with n = len(ids); got {x.shape} and {len(ids)} ids")
-    return ids, x, dict(root.attrs)
+    from fusion.latents import read_latents
+
+    try:
+        return read_latents(path)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def load_store(path: Path, *, model: str, augmentation: str) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:

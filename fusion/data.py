@@ -72,25 +72,10 @@ class PatientData:
 
 def read_embeddings(store: str | Path, model: str, *, augmentation: str = "original") -> tuple[np.ndarray, np.ndarray]:
     """Embeddings of ``model`` in the store -> ``(image_ids (M,) str, (M, *dims) float32)`` (done rows only)."""
-    try:
-        from embedders.store import EmbeddingStore
-    except ImportError:   # the store reader of the embedders stage has not landed yet
-        ids, arr = _read_store_layout(Path(store), model, augmentation)
-    else:
-        ids, arr = EmbeddingStore(store).read(model, augmentation)
-    return np.asarray(ids).astype(str), np.asarray(arr.compute() if hasattr(arr, "compute") else arr, np.float32)
+    from embedders.store import EmbeddingStore
 
-
-def _read_store_layout(store: Path, model: str, augmentation: str) -> tuple[np.ndarray, np.ndarray]:
-    """Contract layout (docs/data-contracts.md): root ``image_id``, ``/{model}/{aug}/embeddings`` + ``done``."""
-    import zarr
-
-    root = zarr.open_group(str(store), mode="r")
-    key = f"{model}/{augmentation}"
-    if key not in root:
-        raise KeyError(f"store {store} has no group '{key}' (models: {sorted(root.group_keys())})")
-    done = np.asarray(root[f"{key}/done"][:], bool)
-    return np.asarray(root["image_id"][:]).astype(str)[done], np.asarray(root[f"{key}/embeddings"][:])[done]
+    ids, arr = EmbeddingStore(store).read(model, augmentation)
+    return np.asarray(ids).astype(str), np.asarray(arr.compute(), np.float32)
 
 
 def read_selection(path: str | Path) -> dict:

@@ -21,6 +21,7 @@ from cohorts.provenance import write_run_record
 from fusion.config import FusionConfig, load_fusion_config
 from fusion.data import PatientData, load_patient_data, read_selection, split_patients
 from fusion.figures import plot_loss_curves, plot_probes
+from fusion.latents import write_latents
 from fusion.model import FusionVAE
 from fusion.probes import probe_latent
 
@@ -68,21 +69,6 @@ def run_fusion(cfg: FusionConfig, *, cohort: Path, store: Path, selection: Path 
     if survival is not None:
         outputs["survival"] = out / "survival"
     return outputs
-
-
-def write_latents(path: Path, ids: np.ndarray, latent: np.ndarray, *, split: dict[str, np.ndarray],
-                  model: str | None) -> Path:
-    """Write ``latents.zarr``: ``ids`` (N,) str, ``latent`` (N, d) float32, ``split`` (N,) str; attrs level/model/latent_dim."""
-    root = zarr.open_group(str(path), mode="w")
-    names = np.empty(len(ids), dtype=object)
-    for name, idx in split.items():
-        names[idx] = name
-    for name, values in (("ids", np.asarray(ids).astype(str)), ("split", names.astype(str))):
-        arr = root.create_array(name, shape=values.shape, dtype=str)
-        arr[:] = values
-    root.create_array("latent", data=np.asarray(latent, np.float32))
-    root.attrs.update({"level": "patient", "model": model, "latent_dim": int(latent.shape[1])})
-    return path
 
 
 def _resolve_model(cfg: FusionConfig, selection: Path | None) -> tuple[str, str]:

@@ -33,7 +33,6 @@ from typing import Any
 import jax
 import numpy as np
 import pandas as pd
-import zarr
 from tqdm.auto import tqdm
 
 from cohorts.config import ConfigError, read_yaml, validate_config
@@ -42,6 +41,7 @@ from fusion.clinical import ClinicalEncoder, SchemaError
 from fusion.cox import (binary_outcome_loss, bin_index, cox_loss, discrete_hazard_loss, discrete_hazard_risk,
                         time_bins)
 from fusion.data import PatientData, load_patient_data, read_selection
+from fusion.latents import read_latents
 from fusion.survival_baselines import clinical_design, fit_predict, pca_design, truth_design
 from fusion.survival_config import Endpoint, SurvivalConfig
 from fusion.survival_figures import plot_c_index, plot_km_by_risk
@@ -144,15 +144,9 @@ def endpoint_target(data: PatientData, endpoint: Endpoint, *, landmark_days: flo
     return Target(endpoint, rows, time=time[rows], event=event[rows].astype(np.int32), notes=notes)
 
 
-def read_latents(path: Path, patient_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``latents.zarr`` (``ids``, ``latent``) aligned to ``patient_ids`` -> ``(latent (N, Z), present (N,))``."""
-    try:
-        root = zarr.open_group(str(path), mode="r")
-        ids = np.asarray(root["ids"][:]).astype(str)
-        lat = np.asarray(root["latent"][:], np.float32)
-    except (FileNotFoundError, KeyError) as exc:
-        raise ValueError(f"cannot read latents {path}: needs arrays 'ids' and 'latent' "
-                         "(docs/data-contracts.md; written by python -m fusion.run)") from exc
+def align_latents(path: Path, patient_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``latents.zarr`` aligned to ``patient_ids`` -> ``(latent (N, Z), present (N,))`` (zeros where absent)."""
+    ids, lat, _ = read_latents(path)
     pos = pd.Series(np.arange(len(ids)), index=ids)
     present = np.isin(patient_ids, ids)
     out = np.zeros((len(patient_ids), lat.shape[1]), np.float32)
@@ -439,7 +433,7 @@ def run_survival(cfg: SurvivalConfig, *, cohort: Path, store: Path | None, selec
         if latents is None:
             raise ConfigError("survival tokens.latent is 'frozen' but no latents.zarr was given "
                               "(--latents FUSION_DIR/latents.zarr, or set tokens.latent: none)")
-        latent, lat_ok = read_latents(Path(latents), data.patient_ids)
+        latent, lat_ok = align_latents(Path(latents), data.patient_ids)
     else:
         latent, lat_ok = np.zeros((len(data), 1), np.float32), np.zeros(len(data), bool)
     inputs = {"x": x, "xmask": xmask, "days": days, "latent": latent, "lat_ok": lat_ok}
