@@ -1,2 +1,3 @@
-"""Baseline embedders that run anywhere with no download (radiomics-style features, local-checkpoint CNNs)."""
-from . import cnn, radiomics  # noqa: F401 -- importing registers them
+"""Baseline embedders that run anywhere with no download (radiomics-style features, raw-pixel thumbnails,
+local-checkpoint CNNs)."""
+from . import cnn, radiomics, thumbnail  # noqa: F401 -- importing registers them
