@@ -4,7 +4,8 @@ Where each interval is reported: ``results.csv`` holds both, one row per ``ci_me
 ``patient_bootstrap`` (percentile interval from resampling patients with replacement within each test fold
 of the pooled out-of-fold predictions; statistic = mean over folds, so the interval belongs to the reported
 mean) and ``fold_t`` (mean over the K test folds +- t_{K-1} * SD / sqrt(K)). ``report.md`` shows the mean over
-folds with the patient-bootstrap interval.
+folds with the patient-bootstrap interval, or, for AUROC, with the fold t-interval (marked †) for tasks where a
+test fold holds fewer than 5 patients of a class (``summary.MIN_CLASS_PATIENTS``).
 """
 from __future__ import annotations
 

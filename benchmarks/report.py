@@ -7,20 +7,26 @@ from pathlib import Path
 import pandas as pd
 
 from .config import BenchmarksConfig
-from .summary import MIN_CLASS_PATIENTS
+from .summary import CLASS_CONDITIONAL_METRICS, MIN_CLASS_PATIENTS
 
 
 def metric_table(results: pd.DataFrame, *, metric: str, probe: str) -> str:
     """Markdown table: rows (dataset, label) + a per-dataset average row, a column per model;
-    cells "mean [CI]" (mean over folds, patient-bootstrap CI), best model per row in bold."""
-    sub = results[(results.metric == metric) & (results.probe == probe) & (results.ci_method == "patient_bootstrap")]
-    models = sorted(sub.model.unique())
+    cells "mean [CI]" (mean over folds with the patient-bootstrap CI, or, for a class-conditional metric such
+    as AUROC, the fold t-interval marked † where a test fold holds fewer than ``MIN_CLASS_PATIENTS`` patients
+    of a class), best model per row in bold."""
+    sub = results[(results.metric == metric) & (results.probe == probe)]
+    boot = sub[sub.ci_method == "patient_bootstrap"]
+    fold_t = sub[sub.ci_method == "fold_t"].set_index(["dataset", "label", "model"])
+    models = sorted(boot.model.unique())
     lines = ["| dataset | label | " + " | ".join(models) + " |", "|---|---|" + "---|" * len(models)]
-    for ds, by_ds in sub.groupby("dataset", sort=True):
+    for ds, by_ds in boot.groupby("dataset", sort=True):
         for lab, rows in by_ds.groupby("label", sort=True):
             r = rows.set_index("model")
             best = r["mean"].max()
-            cells = [_cell(r.loc[m], bold=r.at[m, "mean"] == best) if m in r.index else "-" for m in models]
+            cells = [_cell(r.loc[m], fold_t.loc[(ds, lab, m)], bold=r.at[m, "mean"] == best,
+                           class_conditional=metric in CLASS_CONDITIONAL_METRICS) if m in r.index
+                     else "-" for m in models]
             lines.append(f"| {ds} | {lab} | " + " | ".join(cells) + " |")
         avg = by_ds.groupby("model")["mean"].mean()
         cells = [(f"**{avg[m]:.3f}**" if avg[m] == avg.max() else f"{avg[m]:.3f}") if m in avg else "-"
@@ -29,10 +35,11 @@ def metric_table(results: pd.DataFrame, *, metric: str, probe: str) -> str:
     return "\n".join(lines)
 
 
-def _cell(row: pd.Series, *, bold: bool) -> str:
-    mean = f"**{row['mean']:.3f}**" if bold else f"{row['mean']:.3f}"
-    flag = " †" if row["min_class_patients_per_fold"] < MIN_CLASS_PATIENTS else ""
-    return f"{mean} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]{flag}"
+def _cell(boot: pd.Series, fold_t: pd.Series, *, bold: bool, class_conditional: bool) -> str:
+    mean = f"**{boot['mean']:.3f}**" if bold else f"{boot['mean']:.3f}"
+    if class_conditional and boot["min_class_patients_per_fold"] < MIN_CLASS_PATIENTS:
+        return f"{mean} [{fold_t['ci_low']:.3f}, {fold_t['ci_high']:.3f}] †"
+    return f"{mean} [{boot['ci_low']:.3f}, {boot['ci_high']:.3f}]"
 
 
 def _df_table(df: pd.DataFrame, *, floatfmt: str = "{:.4g}") -> str:
@@ -59,9 +66,11 @@ def write_report(out: Path, *, cfg: BenchmarksConfig, results: pd.DataFrame, com
         "within each test fold of the pooled out-of-fold predictions; all images of a patient move together). "
         "The fold-based t-interval (mean +- t_(K-1) SD/sqrt(K)) "
         "is in `results.csv` (`ci_method = fold_t`). No result comes from a single fold. Best model per row "
-        f"in bold. Accuracy uses the probability cut-off {cfg.threshold}. † marks tasks where some test fold holds "
-        f"fewer than {MIN_CLASS_PATIENTS} patients of a class: its bootstrap interval is too narrow to trust, "
-        "use the fold t-interval in `results.csv`.",
+        f"in bold. Accuracy uses the probability cut-off {cfg.threshold}. † marks AUROC cells of tasks where some "
+        f"test fold holds fewer than {MIN_CLASS_PATIENTS} patients of a class: there the within-fold bootstrap has "
+        "too few distinct resamples and its interval is too narrow to trust, so the cell shows the fold t-interval "
+        "instead (accuracy pools both classes and keeps its bootstrap interval; both intervals are in "
+        "`results.csv`).",
         f"Images used: {results.groupby(['dataset', 'label']).n_images.first().sum()} of {n_sampled} sampled "
         f"(dataset, label, image) rows; {missing.image_id.nunique() if len(missing) else 0} sampled image(s) have "
         "no embedding for at least one model and are left out for every model (listed in `missing.csv`).",

@@ -38,7 +38,10 @@ def select_model(results: pd.DataFrame, comparisons: pd.DataFrame, *, sizes: dic
         others = [m for m in pool if m != best]
         reason = (f"{best} has the best mean AUROC across labels ({mean_auroc[best]:.4f})"
                   + (f"; {', '.join(others)} not significantly different but not smaller" if others else
-                     f"; it differs significantly (adjusted p < {alpha}) from every other model"))
+                     f"; every other model differs significantly from it (adjusted DeLong or Nadeau-Bengio "
+                     f"p < {alpha}) on at least one dataset/label: "
+                     + "; ".join(f"{m} on {', '.join(c['significant_differences'])}"
+                                 for m, c in candidates.items() if m != best)))
     else:
         reason = (f"{best} has the best mean AUROC ({mean_auroc[best]:.4f}) but no paired test (DeLong, "
                   f"Nadeau-Bengio; adjusted p < {alpha}) separates it from {chosen} ({mean_auroc[chosen]:.4f}) "

@@ -9,9 +9,12 @@ from .metrics import METRICS, binary_metrics, cluster_bootstrap, fold_t_interval
 KEYS = ["dataset", "label", "model", "probe"]
 RESULT_COLUMNS = [*KEYS, "metric", "mean", "ci_low", "ci_high", "ci_method", "sd", "pooled", "n_folds",
                   "n_patients", "n_images", "min_class_patients_per_fold"]
-# Fewer patients than this of one class in some test fold: the within-fold bootstrap has too few distinct
-# resamples to be trusted; report.md marks those cells and points to the fold t-interval.
+# Fewer patients than this of one class in some test fold: for metrics computed within a class or over
+# (positive, negative) pairs the within-fold bootstrap has too few distinct resamples to be trusted (with one
+# positive per fold, AUROC is the same in every replicate that draws it); report.md shows the fold t-interval
+# in those cells (marked †). Accuracy pools both classes, so its bootstrap interval stays.
 MIN_CLASS_PATIENTS = 5
+CLASS_CONDITIONAL_METRICS = frozenset(METRICS) - {"accuracy"}
 
 
 def summarize(oof: pd.DataFrame, folds: pd.DataFrame, *, cfg: BenchmarksConfig) -> pd.DataFrame:

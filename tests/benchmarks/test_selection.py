@@ -34,4 +34,4 @@ def test_keeps_best_when_significantly_better():
     assert sel["model"] == "cxr-foundation"
     assert sel["candidates"]["medimageinsight"]["significant_differences"] == [
         "mimic/Edema", "mimic/Effusion", "nih/Edema", "nih/Effusion"]
-    assert "differs significantly" in sel["reason"]
+    assert "medimageinsight on mimic/Edema, mimic/Effusion, nih/Edema, nih/Effusion" in sel["reason"]
