@@ -2,11 +2,14 @@
 
 Runs cohorts -> embedders -> benchmarks (model selection) -> fusion (VAE + survival head) ->
 clustering (subtypes + export) into one run folder, skipping stages whose config, inputs and code
-are unchanged (see :mod:`pipeline.cache`), then writes ``report.html``.
+are unchanged (see :mod:`pipeline.cache`), then writes ``report.html``. ``stages.json`` records which
+stages ran and which were reused. A killed run resumes: finished stages are reused, the embedder
+keeps its finished row chunks, and the interrupted stage reruns.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -23,6 +26,7 @@ from .report import write_report
 from .stages import STAGES
 
 log = logging.getLogger("pipeline")
+STAGES_FILE = "stages.json"     # {stage: {"status": "ran" | "cached", "seconds": ...}} of the latest run
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -56,12 +60,13 @@ def run_pipeline(config: str | Path, *, out: str | Path, force: tuple[str, ...] 
         else:
             log.info("stage %-10s running -> %s", stage.name, out_dir)
             start = time.perf_counter()
-            inputs = {k: v for k, v in stage.inputs(run_dir).items()}
+            inputs = stage.inputs(run_dir, set(sections))
             outputs = stage.entry_point()(cfg, **inputs, out=out_dir)
             seconds = time.perf_counter() - start
             cache.mark_done(out_dir, key, outputs=outputs or {}, seconds=seconds)
             log.info("stage %-10s done in %.1f s", stage.name, seconds)
             timings[stage.name] = {"status": "ran", "seconds": round(seconds, 1)}
+        (run_dir / STAGES_FILE).write_text(json.dumps(timings, indent=2))
         if stage.name == until:
             break
     return write_report(run_dir, title=name, timings=timings)

@@ -6,11 +6,14 @@ public ``run_<stage>`` function and config model (docs/data-contracts.md), never
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from pydantic import BaseModel
+
+from cohorts.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -21,7 +24,7 @@ class Stage:
     package: str              # package whose source is part of the stage's cache key
     config_model: str         # "module:Class"
     entry: str                # "module:function"
-    inputs: Callable[[Path], dict[str, Path | None]]  # run folder -> keyword inputs of the entry point
+    inputs: Callable[[Path, set[str]], dict[str, Any]]  # (run folder, configured stages) -> entry-point inputs
     optional: bool = False    # a section that may be left out of the config
 
     def load_model(self) -> type[BaseModel]:
@@ -52,15 +55,29 @@ def _selection(run_dir: Path) -> Path | None:
     return path if path.is_file() else None
 
 
+def _clustering_inputs(run_dir: Path, configured: set[str]) -> dict[str, Any]:
+    """The fusion latents when fusion is configured; else the benchmark's selected model in the store."""
+    if "fusion" in configured:
+        return {"cohort": run_dir / "cohorts", "latents": run_dir / "fusion" / "latents.zarr"}
+    selection = _selection(run_dir)
+    if selection is None:
+        raise ConfigError("the clustering stage needs the fusion latents or the benchmark's selected model: "
+                          "configure a 'fusion' or a 'benchmarks' section")
+    model = json.loads(selection.read_text())["model"]
+    return {"cohort": run_dir / "cohorts", "store": store_path(run_dir), "model": model}
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("cohorts", "cohorts", "cohorts.config:CohortsConfig", "cohorts.run:run_cohorts",
-          lambda run: {}),
+          lambda run, _: {}),
     Stage("embedders", "embedders", "embedders.config:EmbeddersConfig", "embedders.run:run_embedders",
-          lambda run: {"manifest": run / "cohorts" / "manifest.parquet", "store": store_path(run)}),
+          lambda run, _: {"manifest": run / "cohorts" / "manifest.parquet", "store": store_path(run)}),
     Stage("benchmarks", "benchmarks", "benchmarks.config:BenchmarksConfig", "benchmarks.run:run_benchmarks",
-          lambda run: {"cohort": run / "cohorts", "store": store_path(run)}, optional=True),
+          lambda run, _: {"cohort": run / "cohorts", "store": store_path(run)}, optional=True),
+    # fusion (VAE + survival head) needs a clinical table; without it clustering uses the selected embeddings
     Stage("fusion", "fusion", "fusion.config:FusionConfig", "fusion.run:run_fusion",
-          lambda run: {"cohort": run / "cohorts", "store": store_path(run), "selection": _selection(run)}),
+          lambda run, _: {"cohort": run / "cohorts", "store": store_path(run), "selection": _selection(run)},
+          optional=True),
     Stage("clustering", "clustering", "clustering.config:ClusteringConfig", "clustering.run:run_clustering",
-          lambda run: {"cohort": run / "cohorts", "latents": run / "fusion" / "latents.zarr"}),
+          _clustering_inputs),
 )

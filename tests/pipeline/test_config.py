@@ -55,4 +55,4 @@ def test_include_errors_name_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")))
 def test_shipped_pipeline_configs_validate(path: Path) -> None:
     name, sections = load_pipeline_config(path)
-    assert name and {"cohorts", "embedders", "fusion", "clustering"} <= set(sections)
+    assert name and {"cohorts", "embedders", "clustering"} <= set(sections)
