@@ -73,3 +73,33 @@ def test_fold_scaler_equals_statistics_of_the_stacked_training_rows():
     scaled = build_train_set(feats, pos, train, np.zeros(n, int), np.arange(n).astype(str),
                              scaler=fold_scaler(image_moments(feats, pos), train))
     assert np.allclose(scaled.X, (raw.X - raw.X.mean(0)) / raw.X.std(0), atol=1e-4)
+
+
+def test_cross_validate_scores_test_folds_on_original_rows_only(monkeypatch):
+    """Every row handed to the probe for scoring is an original image of the held-out fold; training sets
+    hold the other folds' originals and augmented copies (an augmentation code column traces each row)."""
+    import benchmarks.crossval as cv
+    from benchmarks.config import BenchmarksConfig
+
+    y, patients = _cohort(2)
+    n = len(y)
+    augs = ["original", "bright", "rot-45"]
+    X = {a: np.c_[np.arange(n), np.full(n, j), np.random.default_rng(j).normal(size=n)].astype(np.float32)
+         for j, a in enumerate(augs)}
+    feats = Features("m", "mean", (3,), np.array([f"img{i}" for i in range(n)]), X, {a: np.ones(n, bool) for a in augs})
+    task = cv.Task("d", "L", feats.image_ids, patients, y, patient_folds(y, patients, n_folds=5, seed=0))
+    seen = []
+
+    def spy(probe, train, X_test, *, cfg, seed):
+        seen.append((train, X_test))
+        return np.full(len(X_test), 0.5), {}
+
+    monkeypatch.setattr(cv, "fit_predict", spy)
+    oof, _ = cv.cross_validate(task, feats, "logistic", cfg=BenchmarksConfig())
+    assert len(seen) == 5 and len(oof) == n and oof.image_id.is_unique
+    for k, (train, X_test) in enumerate(seen):
+        original_code = train.X[train.original, 1]           # the standardized code of 'original' in this fold
+        assert np.unique(original_code).size == 1
+        assert np.all(X_test[:, 1] == original_code[0]), "a test row is not an original image"
+        assert len(X_test) == (task.folds == k).sum()
+        assert np.unique(train.X[~train.original, 1]).size == 2   # both augmentations are in training
