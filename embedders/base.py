@@ -5,7 +5,8 @@ An :class:`Embedder` turns a decoded image (``(H, W)`` float32 in [0, 1], as ret
 preprocessing can run in worker threads while the forward pass runs in the main thread:
 
 * :meth:`Embedder.preprocess` -- one image -> one model-ready ``torch.Tensor`` (e.g. ``(3, 518, 518)``);
-* :meth:`Embedder.forward` -- a stacked batch ``(B, ...)`` -> ``(B, *info.output_shape)`` float32.
+* :meth:`Embedder.forward` -- a batch made by :meth:`Embedder.collate` (stacked ``(B, ...)`` by default)
+  -> ``(B, *info.output_shape)`` float32.
 
 Model families register a factory with :func:`register`; users get one with :func:`get_embedder`.
 Factories that read a local checkpoint use :func:`resolve_weights_file` and :func:`verify_sha256`,
@@ -63,6 +64,11 @@ class Embedder(abc.ABC):
     @abc.abstractmethod
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """A batch of preprocessed tensors ``(B, ...)`` -> embeddings ``(B, *info.output_shape)`` float32 on CPU."""
+
+    def collate(self, items: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+        """Preprocessed images -> the batch :meth:`forward` takes (stacked; models whose inputs keep their
+        own size, e.g. CXR Foundation, return the list)."""
+        return torch.stack(items)
 
     def to(self, device: str | torch.device = "cpu", *, half: bool = False) -> "Embedder":
         """Move the model (if any) to ``device``; ``half`` enables float16 on GPU only."""

@@ -31,6 +31,7 @@ from .store import DONE, EMBEDDINGS, write_rows
 
 log = logging.getLogger(__name__)
 Prepared = torch.Tensor | tuple[str, str]   # a model-ready tensor, or (stage, reason)
+Batch = torch.Tensor | list[torch.Tensor]   # what Embedder.collate returns
 
 
 def prepare_image(embedder: Embedder, path: str | None, augmentation: str) -> Prepared:
@@ -60,7 +61,7 @@ def pending_chunks(group: zarr.Group, augmentation: str) -> list[int]:
 
 
 class _PreparedRows(Dataset):
-    """Manifest rows -> ``(row, prepared)``; batches collate to ``(rows_ok, stacked tensor, failures)``."""
+    """Manifest rows -> ``(row, prepared)``; :meth:`collate` makes ``(rows_ok, batch, failures)``."""
 
     def __init__(self, embedder: Embedder, paths: Sequence[str | None], row0: int, augmentation: str) -> None:
         self.embedder, self.paths, self.row0, self.augmentation = embedder, paths, row0, augmentation
@@ -71,11 +72,11 @@ class _PreparedRows(Dataset):
     def __getitem__(self, row: int) -> tuple[int, Prepared]:
         return row, prepare_image(self.embedder, self.paths[row - self.row0], self.augmentation)
 
-
-def _collate(items: list[tuple[int, Prepared]]) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str, str]]]:
-    good = [(r, p) for r, p in items if isinstance(p, torch.Tensor)]
-    failed = [(r, p[0], p[1]) for r, p in items if not isinstance(p, torch.Tensor)]
-    return [r for r, _ in good], (torch.stack([p for _, p in good]) if good else None), failed
+    def collate(self, items: list[tuple[int, Prepared]]) -> tuple[list[int], Batch | None, list[tuple[int, str, str]]]:
+        """Split decoded rows from failures; the good ones are batched by the embedder's ``collate``."""
+        good = [(r, p) for r, p in items if isinstance(p, torch.Tensor)]
+        failed = [(r, p[0], p[1]) for r, p in items if not isinstance(p, torch.Tensor)]
+        return [r for r, _ in good], (self.embedder.collate([p for _, p in good]) if good else None), failed
 
 
 def extract_chunks(embedder: Embedder, group: zarr.Group, augmentation: str, chunks: Sequence[int], *,
@@ -100,7 +101,8 @@ def extract_chunks(embedder: Embedder, group: zarr.Group, augmentation: str, chu
     if not work:
         return []
     workers = 0 if multiprocessing.current_process().daemon else decode_workers
-    loader = DataLoader(_PreparedRows(embedder, paths, row0, augmentation), collate_fn=_collate,
+    dataset = _PreparedRows(embedder, paths, row0, augmentation)
+    loader = DataLoader(dataset, collate_fn=dataset.collate,
                         batch_sampler=[b for *_, batches in work for b in batches], num_workers=workers,
                         prefetch_factor=4 if workers else None)
     batches = iter(loader)

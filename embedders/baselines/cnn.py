@@ -7,8 +7,8 @@ runs the checkpoint's own classification head on the same feature map.
 
 To add an architecture (e.g. DenseNet-121 for CheXNet-style checkpoints): write a builder
 ``(state_dict) -> nn.Module`` with ``.features`` and ``.classifier`` and the torchvision key layout, add it
-to :data:`ARCHITECTURES`, register a :class:`ModelInfo` with its input size and normalization, and add a
-test that loads real weights and reproduces their logits.
+to :data:`ARCHITECTURES`, register a :class:`ModelInfo` with an :class:`embedders.preprocess.ImageSpec` of the
+checkpoint's own preprocessing, and add a test that loads real weights and reproduces their logits.
 """
 from __future__ import annotations
 
@@ -17,13 +17,10 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..base import Embedder, ModelInfo, WeightsError, register, resolve_weights_file, verify_sha256
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from ..preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageSpec
 
 
 class Fire(nn.Module):
@@ -81,21 +78,18 @@ ARCHITECTURES: dict[str, Callable[[dict[str, torch.Tensor]], nn.Module]] = {
 class CNNEmbedder(Embedder):
     """Pooled penultimate features of a state_dict CNN: grey -> 3 channels, resize, normalize, ``features``, GAP."""
 
-    def __init__(self, info: ModelInfo, model: nn.Module, *, weights_sha256: str, classes: tuple[str, ...] = ()) -> None:
+    def __init__(self, info: ModelInfo, spec: ImageSpec, model: nn.Module, *, weights_sha256: str,
+                 classes: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.info = info
+        self.spec = spec
         self.model = model.eval()
         self.weights_sha256 = weights_sha256
         self.classes = classes
-        self._mean = torch.tensor(info.mean, dtype=torch.float32).view(3, 1, 1)
-        self._std = torch.tensor(info.std, dtype=torch.float32).view(3, 1, 1)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """``(H, W)`` in [0, 1] -> ``(3, S, S)``: bilinear antialiased resize (as PIL), grey copied to RGB, normalized."""
-        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
-        size = self.info.input_size
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return (x[0].expand(3, size, size) - self._mean) / self._std
+        """``(H, W)`` in [0, 1] -> ``(3, S, S)`` as the checkpoint's own pipeline (8-bit PIL resize, /255, normalize)."""
+        return self.spec(image)
 
     def to(self, device: str | torch.device = "cpu", *, half: bool = False) -> "CNNEmbedder":
         super().to(device, half=half)
@@ -119,9 +113,10 @@ class CNNEmbedder(Embedder):
         return torch.flatten(self.model.classifier(fmap), 1).float().cpu()
 
 
-def load_state_dict_cnn(info: ModelInfo, architecture: str, weights: Path | None, *,
+def load_state_dict_cnn(info: ModelInfo, spec: ImageSpec, architecture: str, weights: Path | None, *,
                         verify_sha256_: bool = True, classes: tuple[str, ...] = ()) -> CNNEmbedder:
-    """Build ``architecture``, load the state_dict at ``weights`` with ``strict=True`` and wrap it as an embedder."""
+    """Build ``architecture``, load the state_dict at ``weights`` with ``strict=True`` and wrap it as an
+    embedder that preprocesses with ``spec``."""
     path = resolve_weights_file(weights, model=info.name)
     digest = verify_sha256(path, expected=info.sha256 if verify_sha256_ else None, model=info.name)
     try:
@@ -135,12 +130,14 @@ def load_state_dict_cnn(info: ModelInfo, architecture: str, weights: Path | None
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise WeightsError(f"{path} does not match the {architecture} architecture: {exc}") from exc
-    return CNNEmbedder(info, model, weights_sha256=digest, classes=classes)
+    return CNNEmbedder(info, spec, model, weights_sha256=digest, classes=classes)
 
 
+# the repository's streamlit_app.py: PIL .convert("RGB"), Resize((224, 224)) (PIL bilinear), ToTensor, ImageNet norm
+SQUEEZENET_SPEC = ImageSpec(224, "squash", "bilinear", IMAGENET_MEAN, IMAGENET_STD)
 SQUEEZENET_KERMANY = ModelInfo(
     name="squeezenet1_1", version="kermany-pneumonia@1d24375", output_shape=(512,), input_size=224,
-    mean=IMAGENET_MEAN, std=IMAGENET_STD, resize="bilinear (antialiased) to 224x224, grey -> RGB",
+    mean=IMAGENET_MEAN, std=IMAGENET_STD, resize=SQUEEZENET_SPEC.describe(),
     weights_source="github.com/m3mentomor1/Pneumonia_Detection_with_Lightweight-CNN-Models Models/squeezenet1_1_model.pth",
     license="MIT", sha256="f469942680d218bf22fd6a9298c0daa741ce48257bdfe7a5eac3ebdd9ba93d16",
     notes="SqueezeNet 1.1 fine-tuned on Kermany paediatric CXRs (3 classes); 512-d global-average-pooled features",
@@ -151,5 +148,6 @@ KERMANY_CLASSES = ("Bacterial Pneumonia", "Normal", "Viral Pneumonia")
 @register(SQUEEZENET_KERMANY)
 def squeezenet1_1(weights: Path | None, *, verify_sha256: bool = True) -> CNNEmbedder:
     """SqueezeNet 1.1 from a torchvision-layout state_dict (``--weights`` file or folder)."""
-    return load_state_dict_cnn(SQUEEZENET_KERMANY, "squeezenet1_1", weights, verify_sha256_=verify_sha256,
+    return load_state_dict_cnn(SQUEEZENET_KERMANY, SQUEEZENET_SPEC, "squeezenet1_1", weights,
+                               verify_sha256_=verify_sha256,
                                classes=KERMANY_CLASSES if verify_sha256 else ())

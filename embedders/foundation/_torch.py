@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from embedders.base import Embedder, ModelInfo
-from embedders.foundation._preprocess import ImageSpec
+from embedders.preprocess import ImageSpec
 
 
 class TorchImageEmbedder(Embedder):

@@ -22,7 +22,7 @@ import torch
 from transformers import Blip2QFormerConfig, Blip2QFormerModel, Blip2VisionConfig, Blip2VisionModel
 
 from embedders.base import ModelInfo, register
-from embedders.foundation._preprocess import CLIP_MEAN, CLIP_STD, ImageSpec, folder_image_spec
+from embedders.preprocess import CLIP_MEAN, CLIP_STD, ImageSpec, folder_image_spec
 from embedders.foundation._torch import TorchImageEmbedder
 from embedders.foundation._weights import (WeightsMismatchError, load_strict, read_json, read_safetensors,
                                            resolve_weights_dir, safetensors_files, weights_checksum)

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from transformers import Florence2VisionBackbone, Florence2VisionConfig
 
 from embedders.base import ModelInfo, register
-from embedders.foundation._preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageSpec
+from embedders.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageSpec
 from embedders.foundation._torch import TorchImageEmbedder
 from embedders.foundation._weights import (WeightsMismatchError, load_strict, missing_weights, resolve_weights_dir,
                                            weights_checksum)

@@ -15,7 +15,7 @@ import torch
 from transformers import Dinov2Model
 
 from embedders.base import ModelInfo, register
-from embedders.foundation._preprocess import ImageSpec, folder_image_spec
+from embedders.preprocess import ImageSpec, folder_image_spec
 from embedders.foundation._torch import TorchImageEmbedder
 from embedders.foundation._weights import (WeightsMismatchError, resolve_weights_dir, safetensors_files,
                                            weights_checksum)

@@ -20,7 +20,7 @@ import torch
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
 from embedders.base import ModelInfo, register
-from embedders.foundation._preprocess import HALF, ImageSpec, folder_image_spec
+from embedders.preprocess import HALF, ImageSpec, folder_image_spec
 from embedders.foundation._torch import TorchImageEmbedder
 from embedders.foundation._weights import (WeightsMismatchError, load_strict, read_json, read_safetensors,
                                            resolve_weights_dir, safetensors_files, strip_prefix, weights_checksum)

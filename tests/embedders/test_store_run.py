@@ -1,4 +1,5 @@
-"""Store round trip and provenance through run_embedders; bad images reported; manifest changes refused."""
+"""Store round trip and provenance through run_embedders; bad images reported; manifest changes refused;
+embedders whose batches are lists (images kept at their own size) through the extractor."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,13 +8,16 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from cohorts.images import load_image
 from cohorts.provenance import sha256_file
+from embedders.base import Embedder, ModelInfo
 from embedders.baselines.radiomics import radiomics_features
 from embedders.config import EmbeddersConfig
+from embedders.extract import extract_chunks
 from embedders.run import run_embedders
-from embedders.store import EmbeddingStore, StoreError, errors_path
+from embedders.store import EmbeddingStore, StoreError, errors_path, open_store_for_writing, prepare_model_group
 
 from .conftest import write_manifest
 
@@ -78,3 +82,37 @@ def test_round_trip_provenance_and_bad_images(tmp_path: Path, covid_pngs: list[P
 def test_reader_errors_name_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no embedding store"):
         EmbeddingStore(tmp_path / "absent.zarr")
+
+
+class _FullSizeStats(Embedder):
+    """Keeps each image at its own size (like CXR Foundation): a batch is a list, not a stack."""
+
+    info = ModelInfo(name="full-size-stats", version="test", output_shape=(4,), input_size=None)
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(image)
+
+    def collate(self, items: list[torch.Tensor]) -> list[torch.Tensor]:
+        return list(items)
+
+    def forward(self, batch: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack([torch.stack([x.mean(), x.std(), torch.tensor(float(x.shape[0])),
+                                         torch.tensor(float(x.shape[1]))]) for x in batch])
+
+
+@pytest.mark.parametrize("decode_workers", [0, 1])
+def test_embedders_with_list_batches_run_through_the_extractor(tmp_path: Path, covid_pngs: list[Path],
+                                                               decode_workers: int) -> None:
+    paths = [str(p) for p in covid_pngs[:6]]
+    shapes = {load_image(p).shape for p in paths}
+    assert len(shapes) > 1                                     # real images of different sizes
+    ids = np.array([f"img{i}" for i in range(len(paths))])
+    root = open_store_for_writing(tmp_path / "s.zarr", image_ids=ids, manifest_sha256="test")
+    emb = _FullSizeStats()
+    group = prepare_model_group(root, emb.info.name, attrs=emb.provenance(), augmentations=["original"],
+                                output_shape=emb.info.output_shape, chunk_rows=4)
+    errors = extract_chunks(emb, group, "original", [0, 1], ids=ids, paths=paths, batch_size=3,
+                            decode_workers=decode_workers)
+    assert errors == []
+    expected = np.stack([emb.forward([emb.preprocess(load_image(p))]).numpy()[0] for p in paths])
+    np.testing.assert_array_equal(group["original"]["embeddings"][:], expected)

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from embedders.foundation import biomedclip, chexagent, cxr_foundation, medimageinsight, rad_dino, siglip
-from embedders.foundation._preprocess import crop_offset, hf_image_spec, to_uint8
+from embedders.preprocess import crop_offset, hf_image_spec, to_uint8
 
 CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 

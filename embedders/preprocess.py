@@ -1,4 +1,4 @@
-"""Official-style image preprocessing shared by the foundation-model adapters.
+"""Official-style image preprocessing shared by the foundation-model adapters and the checkpoint CNNs.
 
 The released pipelines (Hugging Face image processors, open_clip/torchvision transforms) start from an
 8-bit PIL image. We reproduce that from the decoded ``(H, W)`` float32 image in [0, 1]: round to uint8
