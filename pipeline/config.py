@@ -3,6 +3,8 @@
 A section (or any mapping inside one) is either written out, or ``{from: PATH, ...overrides}``: the
 YAML mapping in ``PATH`` (relative to the including file's folder) with the given keys deep-merged over
 it, so a pipeline config reuses the per-stage configs in ``configs/<stage>/`` instead of copying them.
+A stage may add pipeline defaults under the section (``Stage.defaults``; e.g. the embedders stage
+rebuilds the run's own store when the cohort changed).
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ def load_pipeline_config(path: str | Path) -> tuple[str, dict[str, BaseModel]]:
             raise ConfigError(f"invalid config {path}: missing section '{stage.name}'")
         raw = data[stage.name] or {}
         source = f"{path} [{stage.name}]"
-        section = resolve_section(raw, base_dir=Path(path).parent, source=source)
+        section = deep_merge(stage.defaults, resolve_section(raw, base_dir=Path(path).parent, source=source))
         if isinstance(raw, dict) and INCLUDE_KEY in raw:
             source += f" (from {raw[INCLUDE_KEY]})"
         sections[stage.name] = validate_config(section, stage.load_model(), source=source)

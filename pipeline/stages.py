@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +26,7 @@ class Stage:
     entry: str                # "module:function"
     inputs: Callable[[Path, set[str]], dict[str, Any]]  # (run folder, configured stages) -> entry-point inputs
     optional: bool = False    # a section that may be left out of the config
+    defaults: dict[str, Any] = field(default_factory=dict)  # pipeline defaults under the section's own values
 
     def load_model(self) -> type[BaseModel]:
         """The stage's pydantic config class."""
@@ -70,8 +71,10 @@ def _clustering_inputs(run_dir: Path, configured: set[str]) -> dict[str, Any]:
 STAGES: tuple[Stage, ...] = (
     Stage("cohorts", "cohorts", "cohorts.config:CohortsConfig", "cohorts.run:run_cohorts",
           lambda run, _: {}),
+    # the run folder's store belongs to the run: rebuilt when the cohort stage made a new manifest
     Stage("embedders", "embedders", "embedders.config:EmbeddersConfig", "embedders.run:run_embedders",
-          lambda run, _: {"manifest": run / "cohorts" / "manifest.parquet", "store": store_path(run)}),
+          lambda run, _: {"manifest": run / "cohorts" / "manifest.parquet", "store": store_path(run)},
+          defaults={"overwrite": True}),
     Stage("benchmarks", "benchmarks", "benchmarks.config:BenchmarksConfig", "benchmarks.run:run_benchmarks",
           lambda run, _: {"cohort": run / "cohorts", "store": store_path(run)}, optional=True),
     # fusion (VAE + survival head) needs a clinical table; without it clustering uses the selected embeddings

@@ -1,0 +1,135 @@
+"""The whole product on the demo cohort at reduced size: killed mid-run, resumed, every output checked.
+
+One pipeline run serves every test here: it is started as a subprocess, SIGKILLed once the benchmark
+stage has finished (while fusion trains), then rerun; the rerun must reuse the three finished stages
+and complete the rest. A third run must reuse everything.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+import zarr
+
+from cohorts.config import read_yaml
+from pipeline.config import INCLUDE_KEY, deep_merge
+from pipeline.run import STAGES_FILE, run_pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+REDUCED = {   # the demo's own configs, made smaller and faster
+    "cohorts": {"sources": [{"kind": "demo", "n_patients": 240, "seed": 0, "image_size": 128}],
+                "sampling": {"n_per_class": 40}},
+    "embedders": {"augmentations": ["original", "bright", "rot+45"]},
+    "fusion": {"survival": {"evaluation": {"folds": 3, "n_boot": 200}}},
+    "clustering": {"stability": {"n_resamples": 6}, "atlas": {"application": False}},
+}
+STAGE_NAMES = ["cohorts", "embedders", "benchmarks", "fusion", "clustering"]
+
+
+def reduced_demo_config(path: Path) -> Path:
+    """configs/demo.yaml with its includes made absolute and :data:`REDUCED` merged over it."""
+    data = read_yaml(REPO / "configs" / "demo.yaml")
+    for name, section in data.items():
+        if isinstance(section, dict):
+            _absolute_includes(section, REPO / "configs")
+            data[name] = deep_merge(section, REDUCED.get(name, {}))
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _absolute_includes(section: dict, base: Path) -> None:
+    if INCLUDE_KEY in section:
+        section[INCLUDE_KEY] = str(base / section[INCLUDE_KEY])
+    for value in section.values():
+        if isinstance(value, dict):
+            _absolute_includes(value, base)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("demo_pipeline")
+    config, out = reduced_demo_config(root / "demo.yaml"), root / "run"
+    cmd = [sys.executable, "-m", "pipeline.run", "--config", str(config), "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 600
+    try:
+        while not (out / "benchmarks" / ".stage.json").is_file():
+            assert proc.poll() is None, "the pipeline ended before the benchmark stage finished"
+            assert time.monotonic() < deadline, "benchmark stage not finished after 10 minutes"
+            time.sleep(0.2)
+        time.sleep(3)                                   # inside the fusion stage now
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed_during = json.loads((out / STAGES_FILE).read_text())
+    report = run_pipeline(config, out=out)
+    resumed = json.loads((out / STAGES_FILE).read_text())
+    run_pipeline(config, out=out)
+    again = json.loads((out / STAGES_FILE).read_text())
+    return {"out": out, "report": report, "killed_during": killed_during, "resumed": resumed, "again": again}
+
+
+def test_interrupted_run_resumes_without_redoing_finished_stages(demo_run: dict) -> None:
+    assert set(demo_run["killed_during"]) == {"cohorts", "embedders", "benchmarks"}
+    status = {name: demo_run["resumed"][name]["status"] for name in STAGE_NAMES}
+    assert status == {"cohorts": "cached", "embedders": "cached", "benchmarks": "cached", "fusion": "ran",
+                      "clustering": "ran"}
+    assert all(demo_run["again"][name]["status"] == "cached" for name in STAGE_NAMES)
+
+
+def test_every_output_exists_and_parses(demo_run: dict) -> None:
+    out = demo_run["out"]
+    manifest = pd.read_parquet(out / "cohorts" / "manifest.parquet")
+    clinical = pd.read_parquet(out / "cohorts" / "clinical.parquet")
+    assert manifest["image_id"].is_unique and clinical["patient_id"].nunique() == 240
+    assert len(pd.read_parquet(out / "cohorts" / "sample.parquet")) == 4 * 80
+    root = zarr.open_group(str(out / "embedders" / "embeddings.zarr"), mode="r")
+    for model in ("radiomics", "thumbnail"):
+        for aug in REDUCED["embedders"]["augmentations"]:
+            assert np.asarray(root[f"{model}/{aug}/done"][:]).all()
+    bench = out / "benchmarks"
+    oof = pd.read_parquet(bench / "oof.parquet")
+    assert set(oof["model"]) == {"radiomics", "thumbnail"} and oof["y_score"].between(0, 1).all()
+    assert {"dataset", "label", "model", "metric", "mean", "ci_low", "ci_high"} <= set(pd.read_csv(bench / "results.csv"))
+    selection = json.loads((bench / "selection.json").read_text())
+    assert selection["model"] in {"radiomics", "thumbnail"} and selection["reason"]
+    fusion = json.loads((out / "fusion" / "metrics.json").read_text())
+    assert fusion["model"] == selection["model"]                     # fusion uses the benchmark's pick
+    latents = zarr.open_group(str(out / "fusion" / "latents.zarr"), mode="r")
+    assert latents["latent"].shape == (240, fusion_latent_dim(out))
+    survival = json.loads((out / "fusion" / "survival" / "metrics.json").read_text())
+    assert survival["cxr_model"] == selection["model"]
+    subtypes = pd.read_csv(out / "clustering" / "subtypes.csv")
+    assert len(subtypes) == 240 and subtypes["patient_id"].is_unique
+    assert set(subtypes.columns) >= {"patient_id", "subtype", "confidence", "umap_1", "umap_2"}
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "clustering" / "subtypes.parquet").reset_index(drop=True),
+                                  subtypes, check_dtype=False)
+    for name in ("data_dictionary.csv", "table1.csv", "provenance.json", "report.html", "atlas/atlas.parquet"):
+        assert (out / "clustering" / name).is_file(), name
+    page = demo_run["report"].read_text()
+    for heading in ("1. Cohort", "2. Benchmark", "3. Fusion", "4. Survival head", "5. Candidate subtypes"):
+        assert heading in page
+    assert page.count("data:image/png;base64,") >= 15
+
+
+def fusion_latent_dim(out: Path) -> int:
+    return int(read_yaml(out / "fusion" / "config.resolved.yaml")["model"]["latent_dim"])
+
+
+def test_planted_truth_is_recovered(demo_run: dict) -> None:
+    out = demo_run["out"]
+    results = pd.read_csv(out / "benchmarks" / "results.csv")
+    auroc = results[(results["metric"] == "auroc") & (results["ci_method"] == "patient_bootstrap")]
+    best = auroc.groupby("label")["mean"].max()
+    assert (best > 0.75).all(), best                                  # every planted finding is detected
+    assert (auroc.groupby("label")["ci_low"].max() > 0.6).all()
