@@ -169,7 +169,7 @@ def _links(run: Path) -> str:
                ("Subtype export (Parquet)", "clustering/subtypes.parquet"),
                ("Data dictionary", "clustering/data_dictionary.csv"),
                ("Provenance of the export", "clustering/provenance.json"),
-               ("Embedding Atlas (offline app: open index.html)", "clustering/atlas/app/index.html"),
+               ("Embedding Atlas (offline app; serve the folder: python -m http.server)", "clustering/atlas/app/index.html"),
                ("Embedding Atlas table (embedding-atlas atlas.parquet)", "clustering/atlas/atlas.parquet"),
                ("Benchmark report (Markdown)", "benchmarks/report.md"),
                ("Model selection", "benchmarks/selection.json"),
