@@ -373,15 +373,30 @@ def _folds(n: int, k: int, seed: int) -> np.ndarray:
     return fold
 
 
+def _validation_rows(n: int, rest: np.ndarray, events: np.ndarray, *, fraction: float,
+                     rng: np.random.Generator) -> np.ndarray:
+    """Early-stopping mask (N,) drawn from the training rows ``rest``, stratified by ``events`` (0/1): with at
+    least two events in ``rest`` the validation part holds one or more (an event-free Cox validation loss is
+    identically 0, so early stopping would always keep the first epoch)."""
+    val = np.zeros(n, bool)
+    for cls in (1, 0):
+        pool = rest[events[rest] == cls]
+        k = round(fraction * len(pool))
+        if cls == 1 and len(pool) >= 2:
+            k = max(k, 1)
+        val[rng.choice(pool, k, replace=False)] = True
+    if not val.any():
+        val[rng.choice(rest, 1)] = True
+    return val
+
+
 def run_endpoint(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[str, np.ndarray]
                  ) -> tuple[dict[str, Any], pd.DataFrame]:
     """K-fold out-of-fold risks + metrics of one endpoint -> ``(metrics, risk frame)``."""
     ev = cfg.evaluation
     n = len(target.rows)
-    if target.endpoint.kind == "binary":
-        n_events = int(target.y.sum())
-    else:
-        n_events = int(target.event.sum())
+    events = (target.y if target.endpoint.kind == "binary" else target.event).astype(np.int64)
+    n_events = int(events.sum())
     if n < 2 * ev.folds or n_events < ev.folds:
         raise ValueError(f"endpoint '{target.endpoint.name}': {n} patients with {n_events} events are too few for "
                          f"{ev.folds}-fold evaluation (evaluation.folds)")
@@ -394,8 +409,7 @@ def run_endpoint(cfg: SurvivalConfig, data: PatientData, target: Target, inputs:
         test = fold == f
         rest = np.flatnonzero(~test)
         rng = np.random.default_rng([cfg.seed, f])
-        val = np.zeros(n, bool)
-        val[rng.choice(rest, max(1, round(ev.val_fraction * len(rest))), replace=False)] = True
+        val = _validation_rows(n, rest, events, fraction=ev.val_fraction, rng=rng)
         train = ~test & ~val
         res = _fold(cfg, data, target, inputs, train, val, test, grid, seed=cfg.seed * 1000 + f)
         for store, part in ((risk, res.risk), (surv, res.surv)):
