@@ -2,7 +2,7 @@
 
 Covers view positions, images per patient and per study, images per year (from ``acquired_at``,
 else a ``year`` column), label counts incl. uncertain and missing, manufacturer / site when present,
-missingness of each clinical column, plus run facts passed in (filters, errors, sample shortfalls).
+missingness of each clinical column per dataset, plus run facts passed in (filters, errors, sample shortfalls).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .labels import label_counts  # noqa: E402
@@ -52,10 +53,20 @@ def cohort_counts(manifest: pd.DataFrame, clinical: pd.DataFrame | None) -> dict
         if col in manifest.columns and manifest[col].notna().any():
             out[col] = _per_dataset(manifest, manifest[col])
     if clinical is not None:
+        by_dataset = _missing_by_dataset(manifest, clinical)
         out["clinical"] = {"n_patients": int(len(clinical)),
                            "missing_fraction": {c: round(float(clinical[c].isna().mean()), 4)
-                                                for c in clinical.columns if c != "patient_id"}}
+                                                for c in clinical.columns if c != "patient_id"},
+                           "missing_fraction_by_dataset": {d: {c: round(float(v), 4) for c, v in col.items()}
+                                                           for d, col in by_dataset.items()}}
     return out
+
+
+def _missing_by_dataset(manifest: pd.DataFrame, clinical: pd.DataFrame) -> pd.DataFrame:
+    """Fraction missing per clinical column (rows) and dataset of the patient (columns)."""
+    dataset = clinical["patient_id"].map(manifest.drop_duplicates("patient_id").set_index("patient_id")["dataset"])
+    values = clinical.drop(columns="patient_id").isna()
+    return values.groupby(dataset.fillna("<no images>").to_numpy()).mean().T
 
 
 def _bar(ax: plt.Axes, counts: dict[str, int], title: str) -> None:
@@ -79,10 +90,16 @@ def _figures(manifest: pd.DataFrame, clinical: pd.DataFrame | None, counts: dict
     save(fig, "views.png")
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key in zip(axes, ("patient_id", "study_id")):
+    for ax, key, unit, units in zip(axes, ("patient_id", "study_id"), ("patient", "study"), ("patients", "studies")):
         sizes = manifest.groupby(key).size().value_counts().sort_index()
         ax.bar(sizes.index, sizes.to_numpy(), width=0.8, color="#4c72b0")
-        ax.set_yscale("log"), ax.set_xlabel(f"images per {key.split('_')[0]}"), ax.set_ylabel(f"{key.split('_')[0]}s")
+        ax.set_yscale("log"), ax.set_xlabel(f"images per {unit}"), ax.set_ylabel(units)
+        if len(sizes) <= 10:
+            ax.set_xticks(sizes.index)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if unit == "study" and (manifest["study_id"] == manifest["image_id"]).all():
+            ax.set_title("the sources give no study ids: one image per study", fontsize=9)
     save(fig, "images_per_patient_study.png")
 
     if counts.get("images_per_year"):
@@ -105,10 +122,12 @@ def _figures(manifest: pd.DataFrame, clinical: pd.DataFrame | None, counts: dict
             save(fig, f"{col}.png")
 
     if clinical is not None and counts["clinical"]["missing_fraction"]:
-        miss = counts["clinical"]["missing_fraction"]
-        fig, ax = plt.subplots(figsize=(6, max(3, 0.25 * len(miss))))
-        ax.barh(list(miss), list(miss.values()), color="#dd8452")
-        ax.set_xlim(0, 1), ax.set_xlabel("fraction missing"), ax.set_title("clinical missingness")
+        miss = pd.DataFrame(counts["clinical"]["missing_fraction_by_dataset"]).loc[::-1]
+        fig, ax = plt.subplots(figsize=(7, max(3, 0.22 * len(miss) * max(1, len(miss.columns) / 1.5))))
+        miss.plot.barh(ax=ax, width=0.8)
+        ax.set_xlim(0, 1), ax.set_xlabel("fraction of the dataset's patients missing the value")
+        ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(4, len(miss.columns)),
+                  title="clinical missingness by dataset", frameon=False)
         save(fig, "clinical_missingness.png")
     return paths
 

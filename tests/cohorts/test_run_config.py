@@ -57,6 +57,12 @@ def test_cli_covid_cxr_real(shared_data, tmp_path, monkeypatch, capsys):
     assert set(ov["sample"]["shortfalls"]) == {f"{d}/{lab}" for d in ("covid-chestxray", "hannover")
                                                for lab in ("COVID19", "ICU", "Death")}
     assert ov["source_notes"]["0:covid-chestxray"]["hannover_duplicates_dropped_from_covid_chestxray"] == 82
+    by_dataset = ov["clinical"]["missing_fraction_by_dataset"]
+    assert by_dataset["hannover"]["age"] == 1.0 and by_dataset["covid-chestxray"]["age"] < 0.2   # redacted at Hannover
+    assert by_dataset["hannover"]["crp"] < 0.3 < 0.9 < by_dataset["covid-chestxray"]["crp"]
+    assert {"views.png", "images_per_patient_study.png", "images_per_year.png", "labels.png", "site.png",
+            "modality.png", "clinical_missingness.png"} == set(ov["figures"])
+    assert all((tmp_path / "overview" / f).stat().st_size > 10_000 for f in ov["figures"])
 
 
 def test_demo_end_to_end(tmp_path):
