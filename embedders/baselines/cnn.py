@@ -88,7 +88,7 @@ class CNNEmbedder(Embedder):
         self.classes = classes
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """``(H, W)`` in [0, 1] -> ``(3, S, S)`` as the checkpoint's own pipeline (8-bit PIL resize, /255, normalize)."""
+        """``(H, W)`` in [0, 1] -> ``(3, S, S)`` as the checkpoint's own pipeline (8-bit PIL resize, /255, norm)."""
         return self.spec(image)
 
     def to(self, device: str | torch.device = "cpu", *, half: bool = False) -> "CNNEmbedder":

@@ -63,8 +63,9 @@ def import_tensorflow() -> ModuleType:
         tf = importlib.import_module("tensorflow")
     except ImportError as exc:
         raise MissingDependencyError(
-            "cxr-foundation: TensorFlow is not installed; install it with `pip install 'cxr-fusion[tensorflow]'` "
-            "(tensorflow + tensorflow-text) to run google/cxr-foundation (" + _HAI_DEF + ")") from exc
+            "cxr-foundation: TensorFlow is not installed; `pip install 'cxr-fusion[tensorflow]' tensorflow-text` "
+            "(tensorflow-text matching the TensorFlow version) to run google/cxr-foundation (" + _HAI_DEF + ")"
+        ) from exc
     try:
         importlib.import_module("tensorflow_text")  # registers the SentencePiece op ELIXR-B's text branch uses
     except ImportError as exc:
