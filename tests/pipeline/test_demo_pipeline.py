@@ -17,11 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 import zarr
 
 from cohorts.config import read_yaml
-from pipeline.config import INCLUDE_KEY, deep_merge
 from pipeline.run import STAGES_FILE, run_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,29 +33,10 @@ REDUCED = {   # the demo's own configs, made smaller and faster
 STAGE_NAMES = ["cohorts", "embedders", "benchmarks", "fusion", "clustering"]
 
 
-def reduced_demo_config(path: Path) -> Path:
-    """configs/demo.yaml with its includes made absolute and :data:`REDUCED` merged over it."""
-    data = read_yaml(REPO / "configs" / "demo.yaml")
-    for name, section in data.items():
-        if isinstance(section, dict):
-            _absolute_includes(section, REPO / "configs")
-            data[name] = deep_merge(section, REDUCED.get(name, {}))
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def _absolute_includes(section: dict, base: Path) -> None:
-    if INCLUDE_KEY in section:
-        section[INCLUDE_KEY] = str(base / section[INCLUDE_KEY])
-    for value in section.values():
-        if isinstance(value, dict):
-            _absolute_includes(value, base)
-
-
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def demo_run(tmp_path_factory: pytest.TempPathFactory, reduced_config) -> dict:
     root = tmp_path_factory.mktemp("demo_pipeline")
-    config, out = reduced_demo_config(root / "demo.yaml"), root / "run"
+    config, out = reduced_config("demo", root / "demo.yaml", REDUCED), root / "run"
     cmd = [sys.executable, "-m", "pipeline.run", "--config", str(config), "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
