@@ -7,6 +7,7 @@ line naming what is missing, where to get it and its licence/gating.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -144,9 +145,21 @@ def load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], *, sour
     module.load_state_dict(state, strict=True)
 
 
-def weights_checksum(files: list[Path], *, max_bytes: int = 2 << 30) -> str | None:
-    """sha256 of a single weights file (None for sharded or > ``max_bytes`` checkpoints, logged)."""
+def tensors_sha256(module: torch.nn.Module) -> str:
+    """sha256 over ``module``'s state_dict: name, dtype, shape and raw bytes of every tensor, in name order."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(flat.view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def weights_checksum(files: list[Path], module: torch.nn.Module, *, max_bytes: int = 2 << 30) -> str:
+    """sha256 of a single weights file up to ``max_bytes``; for sharded or larger checkpoints (of which only
+    the image tower is read) ``"tensors:" + tensors_sha256(module)``, the checksum of the weights in use."""
     if len(files) == 1 and files[0].stat().st_size <= max_bytes:
         return sha256_file(files[0])
-    log.info("not hashing %d weight file(s) (sharded or larger than %d bytes)", len(files), max_bytes)
-    return None
+    log.info("%d weight file(s), sharded or larger than %d bytes: hashing the loaded image-tower tensors",
+             len(files), max_bytes)
+    return "tensors:" + tensors_sha256(module)

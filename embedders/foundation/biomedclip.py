@@ -132,7 +132,7 @@ class BiomedClip(TorchImageEmbedder):
                        mean=tuple(preprocess.get("mean", CLIP_MEAN)), std=tuple(preprocess.get("std", CLIP_STD)))
         info = replace(INFO, output_shape=(model.head["proj"].out_features,), input_size=spec.size, mean=spec.mean,
                        std=spec.std, resize=spec.describe())
-        super().__init__(info, spec, model, weights_sha256=weights_checksum([folder / CHECKPOINT]))
+        super().__init__(info, spec, model, weights_sha256=weights_checksum([folder / CHECKPOINT], model))
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model(pixels)

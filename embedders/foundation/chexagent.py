@@ -98,7 +98,7 @@ class CheXagent(TorchImageEmbedder):
         tokens, width = model.query_tokens.shape[1:]
         info = replace(info, output_shape=(width,) if pooled else (tokens, width), input_size=spec.size,
                        mean=spec.mean, std=spec.std, resize=spec.describe())
-        super().__init__(info, spec, model, weights_sha256=weights_checksum(files))
+        super().__init__(info, spec, model, weights_sha256=weights_checksum(files, model))
         self.pooled = pooled
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -148,7 +148,7 @@ class MedImageInsight(TorchImageEmbedder):
         model, spec, path = build_medimageinsight(folder)
         info = replace(INFO, output_shape=(model.image_projection.shape[1],), input_size=spec.size,
                        mean=spec.mean, std=spec.std, resize=spec.describe())
-        super().__init__(info, spec, model, weights_sha256=weights_checksum([path]))
+        super().__init__(info, spec, model, weights_sha256=weights_checksum([path], model))
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model(pixels)

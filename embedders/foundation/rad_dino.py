@@ -52,8 +52,7 @@ class RadDino(TorchImageEmbedder):
         shape = (grid * grid, cfg.hidden_size) if tokens else (cfg.hidden_size,)
         info = replace(base, output_shape=shape, input_size=spec.size, mean=spec.mean, std=spec.std,
                        resize=spec.describe())
-        super().__init__(info, spec, model,
-                         weights_sha256=weights_checksum(safetensors_files(folder)))
+        super().__init__(info, spec, model, weights_sha256=weights_checksum(safetensors_files(folder), model))
         self.tokens = tokens
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -74,7 +74,7 @@ class SiglipTower(TorchImageEmbedder):
                                        f"{model.config.image_size} (wrong weights for {info.name}?)")
         info = replace(info, output_shape=(model.config.hidden_size,), input_size=spec.size, mean=spec.mean,
                        std=spec.std, resize=spec.describe())
-        super().__init__(info, spec, model, weights_sha256=weights_checksum(files))
+        super().__init__(info, spec, model, weights_sha256=weights_checksum(files, model))
         self.pooled = pooled
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ import transformers as tf
 from safetensors.torch import load_file, save_file
 
 from embedders.base import get_embedder
-from embedders.foundation._weights import WeightsMismatchError
+from embedders.foundation._weights import WeightsMismatchError, tensors_sha256
 
 TINY_VIT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=14)
 
@@ -124,6 +124,16 @@ def test_medgemma_vision_token_mean(tmp_path: Path, ckpt, xray: np.ndarray) -> N
         ref = tower(pixel_values=batch).last_hidden_state
     assert ref.shape[1] == 64 * 64
     torch.testing.assert_close(out, ref.mean(dim=1), rtol=1e-5, atol=1e-5)
+    # sharded release: the checksum covers the vision tensors in use, and changes with any of them
+    assert embedder.weights_sha256 == "tensors:" + tensors_sha256(embedder.model)
+    assert get_embedder("medgemma-vision", weights=tmp_path).weights_sha256 == embedder.weights_sha256
+    state["vision_tower.vision_model.post_layernorm.bias"] = state["vision_tower.vision_model.post_layernorm.bias"] + 1e-3
+    ckpt.write_sharded(tmp_path, state, shards=3)
+    changed = get_embedder("medgemma-vision", weights=tmp_path).weights_sha256
+    assert changed.startswith("tensors:") and changed != embedder.weights_sha256
+    state["language_model.model.embed_tokens.weight"] = torch.ones(300, 32)   # not read: same checksum
+    ckpt.write_sharded(tmp_path, state, shards=3)
+    assert get_embedder("medgemma-vision", weights=tmp_path).weights_sha256 == changed
 
 
 def test_siglip_image_size_mismatch_is_an_error(tmp_path: Path, ckpt) -> None:
