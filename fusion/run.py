@@ -42,6 +42,11 @@ def run_fusion(cfg: FusionConfig, *, cohort: Path, store: Path, selection: Path 
     result = vae.fit(data, train_idx=split["train"], val_idx=split["val"], checkpoint_dir=out / "checkpoint" / "train_state")
     vae.save(out / "checkpoint")
     latent = vae.get_latent(data)
+    bad = ~np.isfinite(latent).all(axis=1)
+    if bad.any():
+        raise FloatingPointError(
+            f"the VAE gave non-finite latents for {int(bad.sum())} patient(s), e.g. {data.patient_ids[bad][:5].tolist()}: "
+            f"check their embeddings ({model}) and clinical values in {cohort}, or lower train.learning_rate")
     latents_path = write_latents(out / "latents.zarr", data.patient_ids, latent, split=split, model=model)
 
     metrics: dict = {
