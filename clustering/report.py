@@ -11,7 +11,7 @@ import pandas as pd
 
 # Marks every figure as loaded or not once the page has loaded (and says so in place of a broken one),
 # so a headless browser can check the report and a reader sees which figure is missing.
-_SCRIPT = """window.addEventListener('load',()=>{let n=0;document.querySelectorAll('img').forEach(i=>{
+FIGURE_CHECK_SCRIPT = """window.addEventListener('load',()=>{let n=0;document.querySelectorAll('img').forEach(i=>{
 const ok=i.complete&&i.naturalWidth>0;i.dataset.loaded=ok?'1':'0';if(ok){n++}else{i.alt='FIGURE FAILED TO LOAD: '+i.alt}});
 document.body.dataset.figuresLoaded=n;document.body.dataset.figures=document.querySelectorAll('img').length;});"""
 
@@ -48,7 +48,7 @@ def _table(df: pd.DataFrame) -> str:
 def render(title: str, sections: list[Section], *, meta: dict[str, object]) -> str:
     """The HTML text of the report."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{_CSS}</style><script>{_SCRIPT}</script></head><body><h1>{html.escape(title)}</h1>"]
+             f"<style>{_CSS}</style><script>{FIGURE_CHECK_SCRIPT}</script></head><body><h1>{html.escape(title)}</h1>"]
     for s in sections:
         parts.append(f"<h2>{html.escape(s.title)}</h2>")
         parts += [f"<p>{html.escape(t)}</p>" for t in s.text]

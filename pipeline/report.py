@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from clustering.report import FIGURE_CHECK_SCRIPT
 from cohorts.provenance import now_iso
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1250px;margin:2em auto;padding:0 1em;color:#222}
@@ -37,7 +38,7 @@ def write_report(run_dir: Path, *, title: str, timings: dict[str, dict[str, obje
     for section in (_cohort, _benchmark, _fusion, _survival, _subtypes):
         parts.append(section(run_dir))
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
+            f"<style>{_CSS}</style><script>{FIGURE_CHECK_SCRIPT}</script></head><body>{''.join(parts)}</body></html>")
     path = run_dir / "report.html"
     path.write_text(page)
     return path

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
+from PIL import Image
 
 from cohorts.config import read_yaml
 from pipeline.run import STAGES_FILE, run_pipeline
@@ -99,6 +100,15 @@ def test_every_output_exists_and_parses(demo_run: dict) -> None:
     for heading in ("1. Cohort", "2. Benchmark", "3. Fusion", "4. Survival head", "5. Candidate subtypes"):
         assert heading in page
     assert page.count("data:image/png;base64,") >= 15
+
+
+def test_run_report_renders_with_every_figure(demo_run: dict, render_html, tmp_path: Path) -> None:
+    page = demo_run["report"]
+    n_figs = page.read_text().count("<img ")
+    dom = render_html(page, tmp_path / "report.png")
+    assert f'data-figures-loaded="{n_figs}"' in dom and f'data-figures="{n_figs}"' in dom
+    shot = np.asarray(Image.open(tmp_path / "report.png").convert("RGB"))
+    assert shot.shape[:2] == (2000, 1200) and len(np.unique(shot.reshape(-1, 3), axis=0)) > 200
 
 
 def fusion_latent_dim(out: Path) -> int:
