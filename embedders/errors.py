@@ -42,8 +42,10 @@ def append_errors(path: Path, rows: Iterable[ErrorRow]) -> int:
 
 
 def finalize_errors(path: Path, root: zarr.Group) -> int:
-    """Deduplicate the table and drop rows whose model/augmentation row is now done; returns rows left."""
+    """Deduplicate the table and drop rows whose model/augmentation row is now done; returns rows left.
+    A run without errors leaves a header-only table, so the file always exists after a run."""
     if not path.is_file():
+        pd.DataFrame(columns=list(COLUMNS)).to_csv(path, index=False)
         return 0
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     table = table.drop_duplicates(subset=["image_id", "model", "augmentation", "stage"], keep="last")

@@ -116,3 +116,21 @@ def test_embedders_with_list_batches_run_through_the_extractor(tmp_path: Path, c
     assert errors == []
     expected = np.stack([emb.forward([emb.preprocess(load_image(p))]).numpy()[0] for p in paths])
     np.testing.assert_array_equal(group["original"]["embeddings"][:], expected)
+
+
+def test_compressed_dicoms_through_the_runner(tmp_path: Path) -> None:
+    """Real CR chest DICOMs (pydicom-data; MONOCHROME1): JPEG 2000 lossless decodes in the decode workers to
+    the same embedding as its uncompressed twin."""
+    from pydicom.data import get_testdata_file
+
+    files = [get_testdata_file(name) for name in ("RG1_J2KR.dcm", "RG1_UNCR.dcm", "RG1_UNCI.dcm")]
+    if None in files:
+        pytest.skip("pydicom-data is not installed")
+    manifest = write_manifest(tmp_path / "manifest.parquet", files)
+    store = tmp_path / "emb.zarr"
+    run_embedders(_cfg(augmentations=["original"], decode_workers=1), manifest=manifest, store=store)
+    ids, x = EmbeddingStore(store).read("radiomics")
+    values = x.compute()
+    assert list(ids) == ["img000", "img001", "img002"] and pd.read_csv(errors_path(store)).empty
+    np.testing.assert_array_equal(values[0], values[1])        # lossless == uncompressed, bit for bit
+    assert not np.array_equal(values[0], values[2])            # the lossy-compressed twin differs
