@@ -154,6 +154,9 @@ class HannoverSource(StrictModel):
     root: Path
     table: Path = Path("data.csv")
     image_dir: Path = Path("png")
+    # labels that hold for every image because of who the repository enrolled (all patients are
+    # confirmed COVID-19 cases): e.g. {COVID19: 1}; they win over covid-chestxray's imaging findings
+    cohort_labels: dict[str, Literal[0, 1]] = Field(default_factory=dict)
 
 
 class CsvSource(StrictModel):

@@ -10,7 +10,8 @@ Outcomes (clinical table, per patient):
   lab or ICU-release day after admission (0 when all of them precede admission).
 * ``icu`` = 1 when an ICU admission is recorded, else 0 (the repository records ICU stays for its
   whole cohort; an empty field means none). Image labels ``label_Death``/``label_ICU`` carry
-  the same patient-level facts so benchmarks can use them.
+  the same patient-level facts so benchmarks can use them. ``cohort_labels`` (config) sets labels that
+  hold for every image by enrolment (the repository holds COVID-19 patients only: ``COVID19: 1``).
 Labs: the clinical value is the patient's earliest recorded measurement (by day relative to admission,
 which may precede it); nothing is imputed.
 ``-inf``/``inf`` mean below/above the detection limit: the value is set null and the column
@@ -96,6 +97,8 @@ def load_hannover(cfg: HannoverSource) -> AdapterResult:
         "source_file": raw["image_id"],
         label_column("ICU"): raw["patient_id"].map(outcomes["icu"]).astype("Int8"),
         label_column("Death"): raw["patient_id"].map(outcomes["event"]).astype("Int8"),
+        **{label_column(name): pd.Series(value, index=raw.index, dtype="Int8")
+           for name, value in cfg.cohort_labels.items()},
     })
     labs, lab_schema = _baseline_labs(raw, day)
     sex = raw.groupby("patient_id")["sex"].first().str.upper()

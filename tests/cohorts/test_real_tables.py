@@ -163,3 +163,13 @@ def test_dropped_copies_are_the_same_radiographs_and_the_ten_others_are_not(covi
         own = h2.manifest[h2.manifest["patient_id"] == rest.loc[image_id, "patient_id"]]
         assert len(own) and max(_best_crop_correlation(_grey(rest.loc[image_id, "path"]), _grey(p))
                                 for p in own["path"]) < 0.92, image_id
+
+
+def test_hannover_cohort_labels_hold_for_every_image_and_win_conflicts(covid_pair, shared_data):
+    covid, _ = covid_pair
+    root = shared_data / "hannover-covid-19-image-repository"
+    hannover = load_hannover(HannoverSource(kind="hannover", root=root, cohort_labels={"COVID19": 1}))
+    assert (hannover.manifest["label_COVID19"] == 1).all()
+    _, merged = merge_hannover_duplicates(covid, hannover)
+    shared = merged.manifest["also_in"].notna()
+    assert shared.sum() == 82 and (merged.manifest["label_COVID19"] == 1).all()   # "No Finding" copies lose
