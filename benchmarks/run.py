@@ -24,7 +24,7 @@ from .config import BenchmarksConfig, load_benchmarks_config
 from .crossval import Task, cross_validate
 from .data import BenchmarkInputError, Features, load_features, load_sample, missing_images, train_augmentations
 from .figures import label_noise_figure, roc_figures
-from .report import write_report
+from .report import metric_table, write_report
 from .selection import select_model
 from .splits import SplitError, patient_folds
 from .studies import label_noise_study, transfer_study
@@ -147,10 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_benchmarks_config(args.config)
     paths = run_benchmarks(cfg, cohort=args.cohort, store=args.store, out=args.out)
     sel = json.loads(paths["selection"].read_text())
-    res = pd.read_csv(paths["results"])
-    auroc = res[(res.metric == "auroc") & (res.ci_method == "patient_bootstrap") & (res.probe == cfg.probes[0])]
-    print(auroc[["dataset", "label", "model", "mean", "ci_low", "ci_high"]].to_string(index=False,
-                                                                                        float_format="%.3f"))
+    print(f"AUROC ({cfg.probes[0]} probe), as in report.md:")
+    print(metric_table(pd.read_csv(paths["results"]), metric="auroc", probe=cfg.probes[0]))
     print(f"selected: {sel['model']} ({sel['reason']})")
     print(f"report: {paths['report']}")
     return 0
