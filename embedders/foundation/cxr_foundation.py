@@ -104,9 +104,9 @@ def load_signature(tf: ModuleType, path: Path, inputs: set[str], outputs: dict[s
         if missing is None:
             raise
         raise MissingDependencyError(
-            f"cxr-foundation: {path} uses the TensorFlow op {missing[1]!r}, which this TensorFlow does not have; "
-            f"`pip install tensorflow-text=={tf.__version__.rsplit('.', 1)[0]}.*` (matching TensorFlow "
-            f"{tf.__version__})") from exc
+            f"cxr-foundation: {path} uses the TensorFlow op {missing[1]!r}, which this TensorFlow does not have "
+            f"(the official notebooks load tensorflow-text beside the SavedModels); `pip install "
+            f"tensorflow-text=={tf.__version__.rsplit('.', 1)[0]}.*` (matching TensorFlow {tf.__version__})") from exc
     if "serving_default" not in model.signatures:
         raise WeightsMismatchError(f"{path}: no serving_default signature (has {sorted(model.signatures)})")
     signature = model.signatures["serving_default"]
