@@ -34,6 +34,7 @@ ELIXR_C = "elixr-c-v2-pooled"
 ELIXR_B = "pax-elixr-b-text"
 ELIXR_C_INPUTS = {"input_example"}
 ELIXR_C_OUTPUT = "feature_maps_0"
+ELIXR_C_SHAPE = (8, 8, 1376)   # per image, as the official clients' _ELIXR_C_EMBEDDING_SHAPE
 QFORMER_INPUTS = {"image_feature", "ids", "paddings"}
 TEXT_SHAPE = (1, 1, 128)   # empty text: BERT ids / paddings of one 128-token prompt, all zeros
 _HAI_DEF = "Health AI Developer Foundations terms of use; gated on Hugging Face (accept the terms first)"
@@ -92,7 +93,8 @@ def import_tensorflow() -> ModuleType:
     return tf
 
 
-def load_signature(tf: ModuleType, path: Path, inputs: set[str], outputs: dict[str, tuple[int, ...] | None]) -> tuple[Any, Any]:
+def load_signature(tf: ModuleType, path: Path, inputs: set[str],
+                   outputs: dict[str, tuple[int, ...]]) -> tuple[Any, Any]:
     """``(loaded SavedModel, its serving_default)``, checking input names and output keys / per-image shapes.
 
     Raises :class:`WeightsMismatchError` (one line) when the signature is not the release's, and
@@ -118,7 +120,7 @@ def load_signature(tf: ModuleType, path: Path, inputs: set[str], outputs: dict[s
         if spec is None:
             raise WeightsMismatchError(f"{path}: serving_default has no output {key!r} "
                                        f"(has {sorted(signature.structured_outputs)})")
-        if shape is not None and not spec.shape[1:].is_compatible_with(shape):
+        if not spec.shape[1:].is_compatible_with(shape):
             raise WeightsMismatchError(f"{path}: output {key!r} has per-image shape {spec.shape[1:]}, "
                                        f"expected {shape}")
     return model, signature
@@ -133,7 +135,8 @@ class CxrFoundation(Embedder):
         self.tf = import_tensorflow()
         self.output_key = _OUTPUT_KEY[info.name]
         # the loaded objects are kept: their variables must outlive the signatures that capture them
-        self._elixr_c, self.elixr_c = load_signature(self.tf, folder / ELIXR_C, ELIXR_C_INPUTS, {ELIXR_C_OUTPUT: None})
+        self._elixr_c, self.elixr_c = load_signature(self.tf, folder / ELIXR_C, ELIXR_C_INPUTS,
+                                                     {ELIXR_C_OUTPUT: ELIXR_C_SHAPE})
         self._elixr_b, self.elixr_b = load_signature(self.tf, folder / ELIXR_B, QFORMER_INPUTS,
                                                      {self.output_key: info.output_shape})
         self.weights_sha256 = savedmodels_sha256(folder)
