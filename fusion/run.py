@@ -9,7 +9,6 @@ survival head is enabled and available.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 from pathlib import Path
@@ -69,8 +68,8 @@ def run_fusion(cfg: FusionConfig, *, cohort: Path, store: Path, selection: Path 
     write_run_record(out, cfg, stage="fusion", extra={"inputs": {"cohort": str(cohort), "store": str(store),
                                                                   "selection": str(selection) if selection else None}})
     outputs = {"checkpoint": out / "checkpoint", "latents": latents_path, "metrics": metrics_path, "figures": figures}
-    survival = _run_survival_if_enabled(cfg, cohort=cohort, store=store, selection=selection,
-                                        latents=latents_path, out=out / "survival")
+    survival = _run_survival_if_enabled(cfg, model=model, augmentation=augmentation, cohort=cohort, store=store,
+                                        selection=selection, latents=latents_path, out=out / "survival")
     if survival is not None:
         outputs["survival"] = out / "survival"
     return outputs
@@ -115,19 +114,17 @@ def _probe_all(cfg: FusionConfig, data: PatientData, split: dict[str, np.ndarray
     return out
 
 
-def _run_survival_if_enabled(cfg: FusionConfig, **kwargs: Path | None) -> dict | None:
+def _run_survival_if_enabled(cfg: FusionConfig, *, model: str, augmentation: str, **inputs: Path | None) -> dict | None:
+    """The survival head on this run's latents; with ``tokens.cxr_model`` unset it reads the VAE's CXR model."""
     if not cfg.survival.enabled:
         return None
-    try:
-        module = importlib.import_module("fusion.survival")
-    except ImportError:
-        log.warning("survival head enabled but fusion.survival is not available; skipped")
-        return None
-    run = getattr(module, "run_survival", None)
-    if run is None:
-        log.warning("fusion.survival has no run_survival; survival head skipped")
-        return None
-    return run(cfg.survival, **kwargs)
+    from fusion.survival import run_survival   # the head builds on this stage's latents
+
+    survival = cfg.survival
+    if survival.tokens.cxr and survival.tokens.cxr_model is None:
+        tokens = survival.tokens.model_copy(update={"cxr_model": model, "augmentation": augmentation})
+        survival = survival.model_copy(update={"tokens": tokens})
+    return run_survival(survival, **inputs)
 
 
 def _json_default(obj: object) -> object:
