@@ -27,6 +27,7 @@ import argparse
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ from fusion.train import fit, iterate_batches
 
 log = logging.getLogger(__name__)
 BASELINES = ("clinical_cox", "cxr_pca_cox", "oracle")
+PREDICT_BATCH = 256
 
 
 # ----------------------------------------------------------------------------------------- inputs
@@ -199,26 +201,54 @@ def _moments(x: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------------------- head
-def _loss_fn(module: SurvivalHead, kind: str, ties: str):
-    """``(params, batch, rng, step) -> (loss, {})`` for :func:`fusion.train.fit`."""
-    def loss(params: Any, batch: dict[str, jax.Array], rng: jax.Array, step: jax.Array):
-        out = module.apply({"params": params}, batch)
+@dataclass(frozen=True)
+class HeadLoss:
+    """``(params, batch, rng, step) -> (loss, {})`` of a head for :func:`fusion.train.fit`.
+
+    Hashable and equal for equal heads, so the K folds share one compiled training step.
+    """
+
+    module: SurvivalHead
+    kind: str            # cox | discrete | binary
+    ties: str
+    token_dropout: float = 0.0   # > 0: hide each present token w.p. this (training regulariser)
+
+    def __call__(self, params: Any, batch: dict[str, jax.Array], rng: jax.Array, step: jax.Array
+                 ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        if self.token_dropout > 0:
+            batch = _drop_tokens(batch, rng, self.token_dropout)
+        out = self.module.apply({"params": params}, batch)
         valid = batch["weight"] > 0
-        if kind == "cox":
-            value = cox_loss(out[:, 0], batch["time"], batch["event"], mask=valid, ties=ties)
-        elif kind == "discrete":
+        if self.kind == "cox":
+            value = cox_loss(out[:, 0], batch["time"], batch["event"], mask=valid, ties=self.ties)
+        elif self.kind == "discrete":
             value = discrete_hazard_loss(out, batch["bins"], batch["event"], mask=valid)
         else:
             value = binary_outcome_loss(out[:, 0], batch["y"], mask=valid)
         return value, {}
-    return loss
+
+
+def _drop_tokens(batch: dict[str, jax.Array], rng: jax.Array, rate: float) -> dict[str, jax.Array]:
+    """``batch`` with each clinical variable column, the latent and each CXR token hidden w.p. ``rate``."""
+    keys = jax.random.split(rng, 3)
+    out = dict(batch)
+    for key, name in zip(keys, ("clin_mask", "latent_mask", "cxr_mask")):
+        keep = jax.random.bernoulli(key, 1.0 - rate, batch[name].shape)
+        out[name] = batch[name] * keep.astype(batch[name].dtype)
+    return out
+
+
+@lru_cache(maxsize=8)
+def _jitted(module: SurvivalHead) -> tuple[Any, Any]:
+    """``(init, apply)`` of ``module``, jitted once per distinct head (shared across folds)."""
+    return jax.jit(module.init), jax.jit(lambda p, b: module.apply({"params": p}, b))
 
 
 def _predict(module: SurvivalHead, params: Any, arrays: dict[str, np.ndarray]) -> np.ndarray:
-    apply = jax.jit(lambda p, b: module.apply({"params": p}, b))
+    apply = _jitted(module)[1]
     n = len(next(iter(arrays.values())))
     outs = []
-    for batch in iterate_batches(arrays, batch_size=min(512, n), order=np.arange(n)):
+    for batch in iterate_batches(arrays, batch_size=PREDICT_BATCH, order=np.arange(n)):   # one shape for every fold
         outs.append(np.asarray(apply(params, batch))[batch["weight"] > 0])
     return np.concatenate(outs).astype(np.float64)
 
@@ -263,9 +293,9 @@ def _fold(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[s
                           scan=h.scan, use_clinical=cfg.tokens.clinical and bool(variables),
                           use_latent=cfg.tokens.latent == "frozen", use_cxr=cfg.tokens.cxr)
     init_batch = {k: v[:2] for k, v in arr["train"].items()}
-    params = jax.jit(module.init)(jax.random.PRNGKey(seed), init_batch)["params"]
-    result = fit(_loss_fn(module, kind, cfg.loss.ties), params, arr["train"], arr["val"], cfg=cfg.train_config(),
-                 seed=seed, progress=False)
+    params = _jitted(module)[0](jax.random.PRNGKey(seed), init_batch)["params"]
+    result = fit(HeadLoss(module, kind, cfg.loss.ties, h.token_dropout), params, arr["train"], arr["val"],
+                 cfg=cfg.train_config(), seed=seed, eval_fn=HeadLoss(module, kind, cfg.loss.ties), progress=False)
     out = {name: _predict(module, result.params, arr[name]) for name in ("train", "test")}
 
     risk: dict[str, np.ndarray] = {}

@@ -40,7 +40,7 @@ class TokenConfig(StrictModel):
     """What becomes a token of the sequence the selective SSM reads."""
 
     cxr: bool = True                         # CXR embedding tokens (needs --store)
-    cxr_model: str | None = None             # store group; None: from --selection selection.json
+    cxr_model: str | None = None             # store group; None: --selection (inside fusion: the VAE's model)
     augmentation: str = "original"
     cxr_tokens: Literal["image", "all"] = "image"   # one token per image (mean of its tokens) or all 32/128
     max_images: int = Field(4, ge=1)         # serial CXRs per patient: the latest ones up to the landmark
@@ -63,6 +63,7 @@ class HeadConfig(StrictModel):
     expand: int = Field(2, ge=1)
     d_conv: int = Field(2, ge=1)             # causal depthwise conv width (1 = none)
     scan: Literal["parallel", "sequential"] = "parallel"
+    token_dropout: float = Field(0.0, ge=0, lt=1)   # training only: each present token is hidden w.p. this
 
 
 class LossConfig(StrictModel):

@@ -13,6 +13,10 @@ Determinism: epoch ``e`` visits rows in ``np.random.default_rng([seed, e]).permu
 PRNG key is ``fold_in(PRNGKey(seed), step)``. A checkpoint holds params, optimizer state, the best
 params and the early-stopping state, so training N epochs, saving, loading and training N more gives
 the same parameters as training 2N epochs in one go.
+
+Compiled steps are shared between :func:`fit` calls with an equal ``loss_fn`` (``==``/``hash``, e.g. a
+frozen dataclass holding a Flax module), equal training config and step count, so the K folds of a
+cross-validation compile once instead of K times.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -116,7 +121,11 @@ def fit(loss_fn: LossFn, params: Any, train: Batch, val: Batch | None, *, cfg: T
     bs = device_batch_size(cfg.batch_size, n_train, n_dev)
     steps_per_epoch = -(-n_train // bs)
     total_steps = steps_per_epoch * cfg.max_epochs
-    tx = make_optimizer(cfg, total_steps=total_steps)
+    step_args = (loss_fn, eval_fn or loss_fn, cfg.model_dump_json(), total_steps)
+    try:
+        tx, train_step, eval_step = _compiled_steps(*step_args)
+    except TypeError:                                # an unhashable loss: compile for this run only
+        tx, train_step, eval_step = _compiled_steps.__wrapped__(*step_args)
     repl = NamedSharding(mesh, PartitionSpec())
     rows = NamedSharding(mesh, PartitionSpec("data"))
     state = TrainState.create(apply_fn=None, params=params, tx=tx)
@@ -131,18 +140,6 @@ def fit(loss_fn: LossFn, params: Any, train: Batch, val: Batch | None, *, cfg: T
     state, best_params = jax.device_put((state, best_params), repl)
     key = jax.random.PRNGKey(seed)
     eval_key = jax.random.fold_in(key, 2**31 - 1)   # fixed; no training step reaches this index
-    score = eval_fn or loss_fn
-
-    # keys are arguments (not closure constants) so runs differing only in seed share compiled programs
-    @jax.jit
-    def train_step(st: TrainState, batch: Batch, base: jax.Array) -> tuple[TrainState, jax.Array, dict[str, jax.Array]]:
-        rng = jax.random.fold_in(base, st.step)
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(st.params, batch, rng, st.step)
-        return st.apply_gradients(grads=grads), loss, metrics
-
-    @jax.jit
-    def eval_step(p: Any, batch: Batch, rng: jax.Array, step: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-        return score(p, batch, rng, step)
 
     def evaluate(p: Any, arrays: Batch) -> dict[str, float]:
         n = _n_rows(arrays)
@@ -193,6 +190,28 @@ def fit(loss_fn: LossFn, params: Any, train: Batch, val: Batch | None, *, cfg: T
     return FitResult(params=jax.device_get(best_params), history=list(meta["history"]), best_epoch=meta["best_epoch"],
                      best_val=meta["best_val"], epochs_run=meta["epoch"], stopped_early=meta["stopped_early"],
                      finished=finished, epoch_seconds=seconds)
+
+
+@lru_cache(maxsize=8)
+def _compiled_steps(loss_fn: LossFn, score_fn: LossFn, cfg_json: str, total_steps: int
+                    ) -> tuple[optax.GradientTransformation, Callable, Callable]:
+    """``(optimizer, train_step, eval_step)`` for a loss and training config, cached so equal runs share programs.
+
+    PRNG keys are arguments (not closure constants), so runs differing only in seed share them too.
+    """
+    tx = make_optimizer(TrainConfig.model_validate_json(cfg_json), total_steps=total_steps)
+
+    @jax.jit
+    def train_step(st: TrainState, batch: Batch, base: jax.Array) -> tuple[TrainState, jax.Array, dict[str, jax.Array]]:
+        rng = jax.random.fold_in(base, st.step)
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(st.params, batch, rng, st.step)
+        return st.apply_gradients(grads=grads), loss, metrics
+
+    @jax.jit
+    def eval_step(p: Any, batch: Batch, rng: jax.Array, step: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        return score_fn(p, batch, rng, step)
+
+    return tx, train_step, eval_step
 
 
 def save_checkpoint(directory: str | Path, state: TrainState, best_params: Any, meta: dict, *,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from lifelines import KaplanMeierFitter
+from lifelines.utils import concordance_index
 
 from fusion.survival_metrics import (binary_c, bootstrap, breslow_cumulative_hazard, brier_scores,
                                      censoring_survival, cox_survival, harrell_c, integrated_brier, uno_c)
@@ -23,6 +24,15 @@ def test_harrell_c_takes_risk_not_survival_time():
     event = np.ones(10)
     assert harrell_c(time, event, -time) == 1.0                 # earliest event = highest risk
     assert harrell_c(time, event, time) == 0.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_harrell_c_equals_lifelines_with_tied_times_and_risks(seed: int):
+    time, event, risk = _data(seed)
+    risk = np.round(risk, 1)                                   # tied risks count 1/2
+    time[:10] = time[10:20]                                    # event/censored ties at the same time
+    assert harrell_c(time, event, risk) == pytest.approx(concordance_index(time, -risk, event), abs=1e-12)
+    assert np.isnan(harrell_c(time, np.zeros_like(event), risk))
 
 
 def test_uno_c_equals_brute_force_with_ties():
