@@ -6,6 +6,7 @@ conversion of a :class:`fusion.data.PatientData` into batch arrays.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict
 from functools import partial
@@ -94,7 +95,10 @@ class FusionVAE:
         val = self._arrays(data.subset(val_idx)) if val_idx is not None and len(val_idx) else None
         self.params = _init_params(self.module, {k: v[:2] for k, v in arrays.items()} | {"weight": np.ones(2, np.float32)},
                                    seed=cfg.seed)
-        self.result = fit(self.loss_fn(), self.params, arrays, val, cfg=cfg.train, seed=cfg.seed,
+        run_id = {"modalities": list(self.modalities), "cxr_dim": d, "layout": asdict(self.encoder.layout),
+                  "config": cfg.model_dump(mode="json", exclude={"train", "evaluation", "survival"}),
+                  "patients": hashlib.sha256("\n".join(train.patient_ids).encode()).hexdigest()[:16]}
+        self.result = fit(self.loss_fn(), self.params, arrays, val, cfg=cfg.train, seed=cfg.seed, run_id=run_id,
                           checkpoint_dir=checkpoint_dir, stop_after_epochs=stop_after_epochs, progress=progress)
         self.params = self.result.params
         return self.result

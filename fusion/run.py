@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from fusion.figures import plot_loss_curves, plot_probes
 from fusion.latents import write_latents
 from fusion.model import FusionVAE
 from fusion.probes import probe_latent
+from fusion.train import CheckpointMismatch
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,13 @@ def run_fusion(cfg: FusionConfig, *, cohort: Path, store: Path, selection: Path 
     split = split_patients(data.patient_ids, val_fraction=cfg.split.val_fraction,
                            test_fraction=cfg.split.test_fraction, seed=cfg.seed)
     vae = FusionVAE(cfg)
-    result = vae.fit(data, train_idx=split["train"], val_idx=split["val"], checkpoint_dir=out / "checkpoint" / "train_state")
+    state_dir = out / "checkpoint" / "train_state"
+    try:
+        result = vae.fit(data, train_idx=split["train"], val_idx=split["val"], checkpoint_dir=state_dir)
+    except CheckpointMismatch as exc:   # the folder holds an earlier run (other config or cohort): start afresh
+        log.warning("%s: training from scratch", exc)
+        shutil.rmtree(state_dir)
+        result = vae.fit(data, train_idx=split["train"], val_idx=split["val"], checkpoint_dir=state_dir)
     vae.save(out / "checkpoint")
     latent = vae.get_latent(data)
     bad = ~np.isfinite(latent).all(axis=1)

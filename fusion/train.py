@@ -105,13 +105,19 @@ def _n_rows(arrays: Batch) -> int:
     return next(iter(sizes.values()))
 
 
+class CheckpointMismatch(ValueError):
+    """A checkpoint in the folder belongs to another run (other seed, data, model or training config)."""
+
+
 def fit(loss_fn: LossFn, params: Any, train: Batch, val: Batch | None, *, cfg: TrainConfig, seed: int,
         checkpoint_dir: str | Path | None = None, stop_after_epochs: int | None = None,
-        eval_fn: LossFn | None = None, progress: bool = True) -> FitResult:
+        eval_fn: LossFn | None = None, run_id: dict | None = None, progress: bool = True) -> FitResult:
     """Train ``params`` on ``train`` (dict of (N, ...) numpy arrays), early-stopping on ``val``.
 
     ``checkpoint_dir``: state is saved there every ``cfg.checkpoint_every`` epochs and at the end,
-    and an existing checkpoint of the same run is resumed. ``stop_after_epochs``: run at most this
+    and an existing checkpoint of the same run is resumed (same seed, training rows, batch size,
+    training config and ``run_id``, a JSON-able description of the model and data; otherwise
+    :class:`CheckpointMismatch`). ``stop_after_epochs``: run at most this
     many epochs in this call (time-budgeted or preemptible jobs; resume later from the checkpoint).
     ``eval_fn`` (default ``loss_fn``) scores ``val`` with a fixed PRNG key.
     """
@@ -129,7 +135,8 @@ def fit(loss_fn: LossFn, params: Any, train: Batch, val: Batch | None, *, cfg: T
     repl = NamedSharding(mesh, PartitionSpec())
     rows = NamedSharding(mesh, PartitionSpec("data"))
     state = TrainState.create(apply_fn=None, params=params, tx=tx)
-    fingerprint = {"seed": seed, "n_train": n_train, "batch_size": bs, "train": cfg.model_dump(mode="json")}
+    fingerprint = {"seed": seed, "n_train": n_train, "batch_size": bs, "train": cfg.model_dump(mode="json"),
+                   "run": json.loads(json.dumps(run_id))}   # as stored: tuples become lists
 
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     best_params, meta = state.params, {"epoch": 0, "best_val": float("inf"), "best_epoch": -1, "bad_epochs": 0,
@@ -239,12 +246,12 @@ def load_checkpoint(directory: str | Path, state: TrainState, *, expect: dict | 
     meta = json.loads((directory / META_FILE).read_text())
     stored = meta.pop("fingerprint", None)
     if expect is not None and stored != expect:
-        raise ValueError(f"checkpoint {directory} belongs to another run (stored {stored}, this run {expect}); "
+        raise CheckpointMismatch(f"checkpoint {directory} belongs to another run (stored {stored}, this run {expect}); "
                          "use a fresh --out folder or delete the checkpoint")
     template = {"state": jax.device_get(state), "best_params": jax.device_get(state.params)}
     restored = serialization.from_bytes(template, (directory / STATE_FILE).read_bytes())
     return restored["state"], restored["best_params"], meta
 
 
-__all__ = ["FitResult", "LossFn", "fit", "make_optimizer", "data_mesh", "device_batch_size", "iterate_batches",
+__all__ = ["CheckpointMismatch", "FitResult", "LossFn", "fit", "make_optimizer", "data_mesh", "device_batch_size", "iterate_batches",
            "save_checkpoint", "load_checkpoint"]

@@ -10,7 +10,7 @@ import zarr
 
 from cohorts.config import ConfigError
 from fusion.config import load_fusion_config
-from fusion.run import main
+from fusion.run import main, run_fusion
 
 
 def test_cli_writes_checkpoint_latents_metrics_figures(contract_cohort, tiny_config, tmp_path, capsys) -> None:
@@ -43,6 +43,17 @@ def test_cli_writes_checkpoint_latents_metrics_figures(contract_cohort, tiny_con
     for name in ("checkpoint/params.msgpack", "checkpoint/clinical_encoder.json", "checkpoint/train_state/meta.json",
                  "figures/loss_curves.png", "figures/probes.png", "config.resolved.yaml", "run.json"):
         assert (out / name).is_file(), name
+
+
+def test_rerun_with_another_model_config_trains_afresh(contract_cohort, tiny_config, tmp_path) -> None:
+    cohort, store = contract_cohort
+    run_fusion(tiny_config(), cohort=cohort, store=store, out=tmp_path)
+    changed = tiny_config(model={"latent_dim": 3})            # same seed, rows and training config
+    run_fusion(changed, cohort=cohort, store=store, out=tmp_path)
+    root = zarr.open_group(str(tmp_path / "latents.zarr"), mode="r")
+    assert root["latent"].shape[1] == 3
+    meta = json.loads((tmp_path / "checkpoint" / "train_state" / "meta.json").read_text())
+    assert meta["fingerprint"]["run"]["config"]["model"]["latent_dim"] == 3 and meta["epoch"] == 4
 
 
 def test_unknown_config_key_is_reported(tmp_path) -> None:
