@@ -9,13 +9,17 @@ from cohorts.config import StrictModel
 
 
 class KnnConfig(StrictModel):
-    """Cosine kNN graph: exact blocked matrix products up to ``exact_max_n`` points, pynndescent beyond."""
+    """Cosine kNN graph: exact blocked matrix products up to ``exact_max_n`` points, approximate (IVF) beyond."""
 
     k: int = Field(15, ge=2, description="neighbours per point, self excluded")
     pca_dims: int | None = Field(50, ge=2, description="PCA before kNN when the input has more dims; null = none")
     exact_max_n: int = Field(300_000, ge=1, description="exact search up to this many points")
-    block_rows: int = Field(4096, ge=64, description="query rows per matrix-product block (exact search)")
+    block_rows: int = Field(1024, ge=16, description="query rows per matrix-product block (exact search)")
     recall_sample: int = Field(1000, ge=10, description="points whose exact neighbours measure ANN recall")
+    ann: Literal["ivf", "pynndescent"] = Field("ivf", description="approximate search beyond exact_max_n")
+    target_recall: float = Field(0.95, gt=0.0, le=1.0, description="ivf: probes chosen to reach this recall@k")
+    ivf_lists: int | None = Field(None, ge=1, description="ivf: k-means cells (null = 2 * sqrt(n))")
+    ivf_probes: int | None = Field(None, ge=1, description="ivf: cells searched per query (null = tuned)")
     ann_trees: int | None = Field(None, ge=1, description="pynndescent n_trees (null = its default)")
     ann_iters: int | None = Field(None, ge=1, description="pynndescent n_iters (null = its default)")
 
@@ -26,7 +30,7 @@ class LeidenConfig(StrictModel):
     backend: Literal["igraph", "leidenalg"] = "igraph"
     resolutions: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0])
     n_seeds: int = Field(5, ge=1, description="Leiden runs (seeds) per resolution")
-    n_iterations: int = Field(-1, description="Leiden passes; negative = until the partition is stable")
+    n_iterations: int = Field(2, description="Leiden passes (scanpy's default); negative = until the partition is stable")
     n_subsamples: int = Field(5, ge=0, description="node subsamples per resolution for the stability score")
     subsample_fraction: float = Field(0.8, gt=0.0, lt=1.0)
     min_clusters: int = Field(2, ge=1, description="resolutions giving fewer (non-small) clusters are not chosen")

@@ -1,19 +1,31 @@
 """Cosine k-nearest-neighbour graph.
 
 Up to ``exact_max_n`` points the search is exact: rows are L2-normalised and the similarities are
-computed in blocks of ``block_rows`` query rows with one matrix product per block (torch, float32),
-keeping the top ``k`` per row. Beyond that, pynndescent builds an approximate graph, and its recall
-against exact neighbours is measured on a random sample of points. Optionally the input is first
-reduced with a seeded randomized PCA (implicit centring, never materialises the centred copy);
-the result records which of these was done.
+computed in blocks of query rows with one matrix product per block (torch, float32) into a reused
+buffer, keeping the top ``k`` per row. Beyond that an approximate graph is built and its recall
+against exact neighbours is measured on a random sample of points and reported:
+
+* ``ivf`` (default): an inverted-file search. A seeded spherical k-means splits the points into
+  ``n_lists`` cells; each query compares itself, exactly, with the points of the ``n_probe`` cells
+  whose centroids are most similar to it. ``n_probe`` is chosen from the recall it gives on a
+  seeded tuning sample (the fraction of exact neighbours lying in probed cells), so the graph
+  reaches ``target_recall``; the search runs cell by cell, one matrix product per cell with all
+  queries that probe it, and merges running top-``k`` lists.
+* ``pynndescent``: NN-descent, as scanpy uses.
+
+Optionally the input is first reduced by PCA (exact, from the covariance accumulated over row
+blocks; randomized for very wide inputs); the result records which of these was done.
 """
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
+import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
@@ -22,6 +34,8 @@ from .config import KnnConfig
 log = logging.getLogger(__name__)
 
 _PCA_BLOCK = 65_536
+_EXACT_PCA_MAX_DIMS = 4096  # wider: randomized (the (d, d) float64 covariance is 128 MB and its eigh seconds here)
+_BUFFER_BYTES = 256 * 2**20   # similarity buffer of the exact search; probe scores of one IVF query chunk
 
 
 @dataclass
@@ -30,30 +44,75 @@ class KnnGraph:
 
     indices: np.ndarray
     distances: np.ndarray
-    method: str                      # "exact" or "pynndescent"
+    method: str                      # "exact", "ivf" or "pynndescent"
     space: str                       # e.g. "PCA-50 of 1024 dims" or "input (32 dims)"
     recall: float | None             # measured recall@k on a sample (1.0 by construction when exact)
     recall_sample: int               # points the recall was measured on (0 when exact)
     seconds: float
     explained_variance: float | None = None  # fraction kept by the PCA, when PCA ran
     rep: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0), np.float32))  # (n, d') searched space
+    params: dict[str, object] = field(default_factory=dict)  # method settings (IVF lists/probes, how chosen)
 
     def summary(self) -> dict[str, object]:
         """JSON-ready description for reports and provenance."""
         return {"method": self.method, "space": self.space, "k": int(self.indices.shape[1]),
                 "n": int(self.indices.shape[0]), "recall_at_k": self.recall, "recall_sample": self.recall_sample,
-                "pca_explained_variance": self.explained_variance, "seconds": round(self.seconds, 2)}
+                "pca_explained_variance": self.explained_variance, "seconds": round(self.seconds, 2), **self.params}
 
 
 def _block(x: np.ndarray, start: int, stop: int) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x[start:stop], dtype=np.float32))
+    return torch.from_numpy(np.array(x[start:stop], dtype=np.float32))
 
 
-def pca_reduce(x: np.ndarray, *, n_components: int, seed: int, n_power: int = 3) -> tuple[np.ndarray, float]:
-    """Seeded randomized PCA of ``x`` ``(n, d)`` -> scores ``(n, n_components)`` float32 and the variance fraction kept.
+def pca_reduce(x: np.ndarray, *, n_components: int, seed: int) -> tuple[np.ndarray, float]:
+    """PCA of ``x`` ``(n, d)`` -> scores ``(n, n_components)`` float32 and the variance fraction kept; ``x`` may be a memory map.
 
-    Centring is implicit (``(X - mu) @ B = X @ B - mu @ B``), so memory is ``O(n * n_components)``
-    on top of ``x`` itself; ``x`` may be a memory map.
+    Up to ``_EXACT_PCA_MAX_DIMS`` dims the PCA is exact (:func:`_exact_components`); wider inputs use a
+    seeded randomized PCA (:func:`_randomized_components`). Component signs: largest-magnitude loading
+    positive. Scores come from one more pass over row blocks.
+    """
+    n, d = x.shape
+    find = _exact_components if d <= _EXACT_PCA_MAX_DIMS else _randomized_components
+    comps, kept, mu = find(x, n_components=n_components, seed=seed)
+    comps = comps * torch.sign(comps[torch.arange(comps.shape[0]), comps.abs().argmax(1)])[:, None]
+    offset = mu @ comps.T
+    scores = torch.empty(n, comps.shape[0])
+    for s in range(0, n, _PCA_BLOCK):
+        scores[s:s + _PCA_BLOCK] = _block(x, s, s + _PCA_BLOCK) @ comps.T - offset
+    return scores.numpy(), kept
+
+
+def _exact_components(x: np.ndarray, *, n_components: int, seed: int) -> tuple[torch.Tensor, float, torch.Tensor]:
+    """Top principal axes ``(n_components, d)``, variance kept and column mean ``(d,)`` of ``x`` from its covariance.
+
+    One pass accumulates the ``(d, d)`` covariance in float64 over row blocks (rows shifted by the
+    first block's mean, so no cancellation when the mean is large), then an eigendecomposition.
+    Deterministic (``seed`` unused).
+    """
+    n, d = x.shape
+    shift = _block(x, 0, _PCA_BLOCK).double().mean(0).float()
+    total = torch.zeros(d, dtype=torch.float64)
+    cross = torch.zeros(d, d, dtype=torch.float64)
+    for s in range(0, n, _PCA_BLOCK):
+        b = _block(x, s, s + _PCA_BLOCK) - shift
+        total += b.sum(0, dtype=torch.float64)
+        cross += (b.T @ b).double()
+    mean = total / n
+    evals, evecs = torch.linalg.eigh((cross - n * torch.outer(mean, mean)) / max(n - 1, 1))
+    evals = evals.clamp(min=0)
+    trace = float(evals.sum())
+    kept = float(evals[-n_components:].sum()) / trace if trace > 0 else 1.0
+    return evecs[:, -n_components:].flip(1).T.float(), kept, (shift.double() + mean).float()
+
+
+def _randomized_components(x: np.ndarray, *, n_components: int, seed: int,
+                           n_power: int = 7) -> tuple[torch.Tensor, float, torch.Tensor]:
+    """Seeded randomized PCA (Halko et al.) of a wide ``x``: axes ``(n_components, d)``, variance kept, mean ``(d,)``.
+
+    Centring is implicit (``(X - mu) @ B = X @ B - mu @ B``), memory ``O((n + d) * n_components)``.
+    Approximate: with a flat spectrum the trailing components converge slowly (on the bench's
+    clustered embeddings 3 power iterations left a dozen of 50 axes far from the exact ones, and the
+    kNN graph measurably worse), which is why inputs up to ``_EXACT_PCA_MAX_DIMS`` dims take the exact path.
     """
     n, d = x.shape
     q = min(d, n, n_components + 10)
@@ -88,13 +147,8 @@ def pca_reduce(x: np.ndarray, *, n_components: int, seed: int, n_power: int = 3)
         y = xc_times(w)
     qm, _ = torch.linalg.qr(y)
     _, s_vals, vt = torch.linalg.svd(xct_times(qm).T, full_matrices=False)
-    comps = vt[:n_components]
-    # deterministic sign: largest-magnitude loading positive
-    signs = torch.sign(comps[torch.arange(comps.shape[0]), comps.abs().argmax(1)])
-    comps = comps * signs[:, None]
-    scores = xc_times(comps.T).numpy()
     kept = float((s_vals[:n_components].double() ** 2).sum()) / max(n - 1, 1) / total_var if total_var > 0 else 1.0
-    return scores.astype(np.float32), kept
+    return vt[:n_components], kept, mu_t
 
 
 def normalize_rows(x: np.ndarray, *, what: str = "input") -> torch.Tensor:
@@ -110,26 +164,157 @@ def normalize_rows(x: np.ndarray, *, what: str = "input") -> torch.Tensor:
     return t / norms[:, None]
 
 
-def knn_exact(x: np.ndarray, *, k: int, block_rows: int = 4096, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Exact cosine kNN of the rows of ``x`` ``(n, d)``: ``(indices, distances)`` each ``(n, k)``, self excluded.
+def _exact_topk(z: torch.Tensor, queries: torch.Tensor, *, k: int, block_rows: int,
+                progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` cosine similarities ``(m, k)`` and indices of the unit rows ``z[queries]`` against all of ``z``, self excluded.
 
-    One ``(block_rows, n)`` similarity block at a time, top-``k`` along rows. (Using the symmetry to
-    halve the products needs top-``k`` along columns, which measured slower on CPU than it saves.)
+    One ``(rows, n)`` similarity block at a time in one reused buffer of at most ``_BUFFER_BYTES``
+    (a fresh 1-2 GB block per product measured twice as slow: page faults). Using the symmetry
+    to halve the products needs top-``k`` along columns, which measured slower on CPU than it saves.
+    """
+    n, m = z.shape[0], len(queries)
+    rows = max(1, min(block_rows, _BUFFER_BYTES // (4 * n), m))
+    buf = torch.empty(rows, n)
+    sim = torch.empty(m, k)
+    idx = torch.empty(m, k, dtype=torch.int64)
+    for s in tqdm(range(0, m, rows), desc="exact kNN", unit="block", disable=not progress, leave=False):
+        q = queries[s:s + rows]
+        out = buf[:len(q)]
+        torch.matmul(z[q], z.T, out=out)
+        out[torch.arange(len(q)), q] = -torch.inf  # exclude self
+        torch.topk(out, k, dim=1, largest=True, sorted=True, out=(sim[s:s + len(q)], idx[s:s + len(q)]))
+    return sim, idx
+
+
+def _check_k(n: int, k: int) -> None:
+    if k >= n:
+        raise ValueError(f"k={k} neighbours need at least k+1 points, got {n}: lower knn.k in the config")
+
+
+def knn_exact(x: np.ndarray, *, k: int, block_rows: int = 1024, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine kNN of the rows of ``x`` ``(n, d)``: ``(indices, distances)`` each ``(n, k)``, self excluded."""
+    z = normalize_rows(x)
+    _check_k(z.shape[0], k)
+    sim, idx = _exact_topk(z, torch.arange(z.shape[0]), k=k, block_rows=block_rows, progress=progress)
+    return idx.numpy(), np.clip(1.0 - sim.numpy(), 0.0, 2.0)
+
+
+def spherical_kmeans(z: torch.Tensor, *, n_clusters: int, seed: int, n_iter: int = 10,
+                     train_per_cluster: int = 64) -> torch.Tensor:
+    """Seeded spherical k-means centroids ``(n_clusters, d)`` (unit rows) of the unit rows ``z`` ``(n, d)``.
+
+    Trained on a seeded sample of ``train_per_cluster * n_clusters`` rows, initialised on sampled
+    rows; centroid sums go through a sparse product (fixed summation order), so the result is
+    reproducible. A cluster that empties keeps its previous centroid.
+    """
+    n = z.shape[0]
+    rng = np.random.default_rng(seed)
+    train = z[torch.from_numpy(np.sort(rng.choice(n, size=min(n, train_per_cluster * n_clusters), replace=False)))]
+    cent = train[torch.from_numpy(rng.choice(len(train), size=n_clusters, replace=False))].clone()
+    for _ in range(n_iter):
+        assign = _nearest_centroid(train, cent)
+        member = sp.csr_matrix((np.ones(len(train), np.float32), (assign, np.arange(len(train)))),
+                               shape=(n_clusters, len(train)))
+        sums = torch.from_numpy(np.asarray(member @ train.numpy(), dtype=np.float32))
+        norms = sums.norm(dim=1)
+        ok = norms > 0
+        cent[ok] = sums[ok] / norms[ok, None]
+    return cent
+
+
+def _nearest_centroid(z: torch.Tensor, cent: torch.Tensor) -> np.ndarray:
+    """Index of the most similar centroid for each row of ``z`` (chunked), ``(n,)`` int64."""
+    chunk = max(1, _BUFFER_BYTES // (4 * cent.shape[0]))
+    return torch.cat([(z[s:s + chunk] @ cent.T).argmax(1) for s in range(0, z.shape[0], chunk)]).numpy()
+
+
+@numba.njit(parallel=True, cache=True)
+def _merge_topk(sim: np.ndarray, queries: np.ndarray, cands: np.ndarray, best_v: np.ndarray,
+                best_i: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Merge similarities ``sim`` ``(m, c)`` of ``queries`` ``(m,)`` (distinct) to ``cands`` ``(c,)`` into the
+    descending top-k rows ``best_v``/``best_i`` ``(n, k)``; self skipped; ties keep the earlier entry."""
+    k = best_v.shape[1]
+    for r in numba.prange(sim.shape[0]):
+        q = queries[r]
+        bv = best_v[q]
+        bi = best_i[q]
+        for j in range(sim.shape[1]):
+            v = sim[r, j]
+            if v > bv[k - 1] and cands[j] != q:
+                p = k - 1
+                while p > 0 and bv[p - 1] < v:
+                    bv[p] = bv[p - 1]
+                    bi[p] = bi[p - 1]
+                    p -= 1
+                bv[p] = v
+                bi[p] = cands[j]
+
+
+def _tune_probes(z: torch.Tensor, cent: torch.Tensor, cell: np.ndarray, *, k: int, target: float, sample: int,
+                 seed: int, block_rows: int) -> tuple[int, float]:
+    """Fewest probed cells giving recall ``>= target`` on a seeded sample of queries, and that recall.
+
+    A query finds exactly those of its exact neighbours that lie in its probed cells, so the recall
+    of ``p`` probes on the sample is the fraction of exact neighbours whose cell ranks below ``p``
+    in the query's centroid order: ``p`` is read off the ranks' quantile.
+    """
+    n = z.shape[0]
+    rows = torch.from_numpy(np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False)))
+    _, exact = _exact_topk(z, rows, k=k, block_rows=block_rows)
+    order = torch.argsort(z[rows] @ cent.T, dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(cent.shape[0]).expand_as(order).contiguous())
+    ranks = np.sort(torch.gather(rank, 1, torch.from_numpy(cell)[exact]).numpy().ravel())
+    need = min(len(ranks), max(1, math.ceil(target * len(ranks))))
+    probes = int(ranks[need - 1]) + 1
+    return probes, float((ranks < probes).mean())
+
+
+def knn_ivf(x: np.ndarray, *, k: int, seed: int, n_lists: int | None = None, n_probe: int | None = None,
+            target_recall: float = 0.95, tune_sample: int = 2000, block_rows: int = 1024,
+            progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
+    """Inverted-file cosine kNN of ``x`` ``(n, d)``: ``(indices, distances)`` each ``(n, k)``, self excluded, and settings.
+
+    ``n_lists`` cells (default ``2 * sqrt(n)``) from :func:`spherical_kmeans`; each query searches
+    exactly the ``n_probe`` cells with the most similar centroids (default: the fewest giving
+    ``target_recall`` on a tuning sample, see :func:`_tune_probes`). ``n_probe = n_lists`` is exact.
     """
     z = normalize_rows(x)
     n = z.shape[0]
-    if k >= n:
-        raise ValueError(f"k={k} neighbours need at least k+1 points, got {n}: lower knn.k in the config")
-    idx = np.empty((n, k), np.int64)
-    sim_top = np.empty((n, k), np.float32)
-    for s in tqdm(range(0, n, block_rows), desc="exact kNN", unit="block", disable=not progress, leave=False):
-        e = min(s + block_rows, n)
-        sim = z[s:e] @ z.T
-        sim[torch.arange(e - s), torch.arange(s, e)] = -torch.inf  # exclude self
-        v, i = torch.topk(sim, k, dim=1, largest=True, sorted=True)
-        idx[s:e] = i.numpy()
-        sim_top[s:e] = v.numpy()
-    return idx, np.clip(1.0 - sim_top, 0.0, 2.0)
+    _check_k(n, k)
+    lists = int(min(n, n_lists or max(1, round(2 * math.sqrt(n)))))
+    cent = spherical_kmeans(z, n_clusters=lists, seed=seed)
+    cell = _nearest_centroid(z, cent)
+    if n_probe is None:
+        probes, tuned = _tune_probes(z, cent, cell, k=k, target=target_recall, sample=tune_sample, seed=seed + 1,
+                                     block_rows=block_rows)
+        how = f"fewest giving recall {tuned:.4f} >= {target_recall} on {min(tune_sample, n)} tuning points"
+    else:
+        probes, how = min(int(n_probe), lists), "fixed in the config (knn.ivf_probes)"
+    order = np.argsort(cell, kind="stable")
+    counts = np.bincount(cell, minlength=lists)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    zs = z[torch.from_numpy(order)]                          # points grouped by cell: each cell is a slice
+    best_v = np.full((n, k), -np.inf, np.float32)
+    best_i = np.full((n, k), -1, np.int64)
+    chunk = max(1, _BUFFER_BYTES // (4 * lists))
+    for s in tqdm(range(0, n, chunk), desc="IVF kNN", unit="chunk", disable=not progress, leave=False):
+        e = min(s + chunk, n)
+        probe = torch.topk(z[s:e] @ cent.T, probes, dim=1).indices.numpy().ravel()
+        by_cell = np.argsort(probe.astype(np.uint16 if lists <= 2**16 else np.int64), kind="stable")
+        queries = by_cell // probes + s                      # global query ids, grouped by probed cell
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(probe, minlength=lists))])
+        for c in np.flatnonzero((counts > 0) & (bounds[1:] > bounds[:-1])):
+            q = queries[bounds[c]:bounds[c + 1]]
+            members = slice(starts[c], starts[c] + counts[c])
+            sim = (z[torch.from_numpy(q)] @ zs[members].T).numpy()
+            _merge_topk(sim, q, order[members], best_v, best_i)
+    short = np.flatnonzero(best_v[:, -1] == -np.inf)     # fewer than k points in the probed cells
+    if len(short):
+        v, i = _exact_topk(z, torch.from_numpy(short), k=k, block_rows=block_rows)
+        best_v[short], best_i[short] = v.numpy(), i.numpy()
+    info = {"ivf_lists": lists, "ivf_probes": probes, "ivf_probes_how": how, "ivf_exact_fallback_rows": int(len(short))}
+    return best_i, np.clip(1.0 - best_v, 0.0, 2.0), info
 
 
 def knn_ann(x: np.ndarray, *, k: int, seed: int, n_trees: int | None = None,
@@ -149,20 +334,14 @@ def knn_ann(x: np.ndarray, *, k: int, seed: int, n_trees: int | None = None,
     return ind[keep].reshape(n, k).astype(np.int64), dist[keep].reshape(n, k).astype(np.float32)
 
 
-def measure_recall(x: np.ndarray, indices: np.ndarray, *, sample: int, seed: int) -> tuple[float, int]:
+def measure_recall(x: np.ndarray, indices: np.ndarray, *, sample: int, seed: int,
+                   block_rows: int = 1024) -> tuple[float, int]:
     """Mean recall@k of ``indices`` against exact cosine neighbours on ``sample`` random rows of ``x``."""
     n, k = indices.shape
-    rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(n, size=min(sample, n), replace=False))
-    z = normalize_rows(x)
-    hits = 0
-    for s in range(0, len(rows), 1024):
-        r = torch.from_numpy(rows[s:s + 1024])
-        sim = z[r] @ z.T
-        sim[torch.arange(len(r)), r] = -torch.inf
-        exact = torch.topk(sim, k, dim=1).indices.numpy()
-        hits += sum(len(np.intersect1d(a, b, assume_unique=True)) for a, b in zip(exact, indices[rows[s:s + 1024]]))
-    return hits / (len(rows) * k), len(rows)
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False))
+    _, exact = _exact_topk(normalize_rows(x), torch.from_numpy(rows), k=k, block_rows=block_rows)
+    hits = (indices[rows][:, :, None] == exact.numpy()[:, None, :]).any(2).sum()
+    return float(hits) / (len(rows) * k), len(rows)
 
 
 def build_knn(x: np.ndarray, cfg: KnnConfig, *, seed: int, progress: bool = True) -> KnnGraph:
@@ -176,14 +355,20 @@ def build_knn(x: np.ndarray, cfg: KnnConfig, *, seed: int, progress: bool = True
     else:
         rep = np.ascontiguousarray(x, dtype=np.float32)
         space = f"input ({d} dims), cosine"
+    params: dict[str, object] = {}
     if n <= cfg.exact_max_n:
         idx, dist = knn_exact(rep, k=cfg.k, block_rows=cfg.block_rows, progress=progress)
         method, recall, n_rec = "exact", 1.0, 0
     else:
-        idx, dist = knn_ann(rep, k=cfg.k, seed=seed, n_trees=cfg.ann_trees, n_iters=cfg.ann_iters)
-        method = "pynndescent"
-        recall, n_rec = measure_recall(rep, idx, sample=cfg.recall_sample, seed=seed)
-        log.info("pynndescent recall@%d = %.4f on %d sampled points", cfg.k, recall, n_rec)
-    graph = KnnGraph(idx, dist, method, space, recall, n_rec, time.perf_counter() - t0, explained, rep)
+        if cfg.ann == "ivf":
+            idx, dist, params = knn_ivf(rep, k=cfg.k, seed=seed, n_lists=cfg.ivf_lists, n_probe=cfg.ivf_probes,
+                                        target_recall=cfg.target_recall, tune_sample=2 * cfg.recall_sample,
+                                        block_rows=cfg.block_rows, progress=progress)
+        else:
+            idx, dist = knn_ann(rep, k=cfg.k, seed=seed, n_trees=cfg.ann_trees, n_iters=cfg.ann_iters)
+        method = cfg.ann
+        recall, n_rec = measure_recall(rep, idx, sample=cfg.recall_sample, seed=seed, block_rows=cfg.block_rows)
+        log.info("%s recall@%d = %.4f on %d sampled points", method, cfg.k, recall, n_rec)
+    graph = KnnGraph(idx, dist, method, space, recall, n_rec, time.perf_counter() - t0, explained, rep, params)
     log.debug("kNN: %s", graph.summary())
     return graph

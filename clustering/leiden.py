@@ -40,12 +40,13 @@ def with_self(indices: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, n
             np.hstack([np.zeros((n, 1), np.float32), distances]).astype(np.float32))
 
 
-def smooth_knn_sigmas(distances: np.ndarray, *, n_iter: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def smooth_knn_sigmas(distances: np.ndarray, *, n_iter: int = 64, tol: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
     """UMAP's per-point ``rho`` (nearest distance) and ``sigma`` for ``distances`` ``(n, k)`` (self excluded).
 
     ``sigma_i`` solves ``sum_j exp(-max(0, d_ij - rho_i) / sigma_i) = log2(k + 1)`` (umap-learn counts
-    the point itself in ``n_neighbors``) by bisection on all rows at once; like umap-learn, sigma is
-    kept above 1e-3 times the row's (or, when rho is 0, the global) mean distance.
+    the point itself in ``n_neighbors``) by bisection, vectorised over the rows still searching; like
+    umap-learn, a row stops once its sum is within ``tol`` of the target, and sigma is kept above
+    1e-3 times the row's (or, when rho is 0, the global) mean distance.
     """
     d = distances.astype(np.float64)
     n, k = d.shape
@@ -53,12 +54,17 @@ def smooth_knn_sigmas(distances: np.ndarray, *, n_iter: int = 64) -> tuple[np.nd
     gap = np.maximum(d - rho[:, None], 0.0)
     target = np.log2(k + 1)
     lo, hi, mid = np.zeros(n), np.full(n, np.inf), np.ones(n)
+    rows = np.arange(n)
     for _ in range(n_iter):
-        psum = np.exp(-gap / mid[:, None]).sum(1)
+        psum = np.exp(-gap[rows] / mid[rows, None]).sum(1)
+        searching = np.abs(psum - target) >= tol
+        rows, psum = rows[searching], psum[searching]
+        if not len(rows):
+            break
         over = psum > target
-        hi = np.where(over, mid, hi)
-        lo = np.where(over, lo, mid)
-        mid = np.where(over, (lo + hi) / 2, np.where(np.isinf(hi), mid * 2, (lo + hi) / 2))
+        hi[rows] = np.where(over, mid[rows], hi[rows])
+        lo[rows] = np.where(over, lo[rows], mid[rows])
+        mid[rows] = np.where(over | np.isfinite(hi[rows]), (lo[rows] + hi[rows]) / 2, mid[rows] * 2)
     floor = 1e-3 * np.where(rho > 0, d.mean(1), d.mean())
     return rho, np.maximum(mid, floor)
 
@@ -84,7 +90,8 @@ def connectivities(knn: KnnGraph) -> sp.csr_matrix:
 def to_igraph(adj: sp.spmatrix) -> ig.Graph:
     """Undirected weighted igraph from a symmetric sparse adjacency (upper triangle used)."""
     up = sp.triu(adj, k=1).tocoo()
-    g = ig.Graph(n=adj.shape[0], edges=np.column_stack([up.row, up.col]), directed=False)
+    # a list of int pairs: igraph reads it ~5x faster than an (m, 2) array (1.7 s -> 0.3 s for 1.1M edges)
+    g = ig.Graph(n=adj.shape[0], edges=list(zip(up.row.tolist(), up.col.tolist())), directed=False)
     g.es["weight"] = up.data
     return g
 
