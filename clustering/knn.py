@@ -334,13 +334,18 @@ def knn_ann(x: np.ndarray, *, k: int, seed: int, n_trees: int | None = None,
     return ind[keep].reshape(n, k).astype(np.int64), dist[keep].reshape(n, k).astype(np.float32)
 
 
+def exact_neighbors(x: np.ndarray, rows: np.ndarray, *, k: int, block_rows: int = 1024) -> np.ndarray:
+    """Exact cosine neighbours ``(len(rows), k)`` of the rows ``rows`` of ``x`` ``(n, d)`` among all rows, self excluded."""
+    return _exact_topk(normalize_rows(x), torch.from_numpy(np.asarray(rows, np.int64)), k=k, block_rows=block_rows)[1].numpy()
+
+
 def measure_recall(x: np.ndarray, indices: np.ndarray, *, sample: int, seed: int,
                    block_rows: int = 1024) -> tuple[float, int]:
     """Mean recall@k of ``indices`` against exact cosine neighbours on ``sample`` random rows of ``x``."""
     n, k = indices.shape
     rows = np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False))
-    _, exact = _exact_topk(normalize_rows(x), torch.from_numpy(rows), k=k, block_rows=block_rows)
-    hits = (indices[rows][:, :, None] == exact.numpy()[:, None, :]).any(2).sum()
+    exact = exact_neighbors(x, rows, k=k, block_rows=block_rows)
+    hits = (indices[rows][:, :, None] == exact[:, None, :]).any(2).sum()
     return float(hits) / (len(rows) * k), len(rows)
 
 

@@ -34,7 +34,7 @@ from .leiden import connectivities, sweep
 from .report import Section, write_report
 from .stability import subsample_stability
 from .studies import cross_dataset_study, label_noise_study
-from .umap_embed import scatter, umap_layout
+from .umap_embed import layout_quality, scatter, umap_layout
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,15 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
                                leiden_cfg=cfg.leiden, cfg=cfg.stability, seed=cfg.seed)
     units = units.assign(subtype=[f"S{k + 1}" for k in labels], confidence=stab.confidence)
     if cfg.umap.enabled:
-        coords, umap_how = umap_layout(knn.rep, knn, labels, cfg.umap, cfg.knn, seed=cfg.seed)
+        coords, umap_how = umap_layout(knn.rep, knn, labels, cfg.umap, cfg.knn, seed=cfg.seed, graph=adj)
+        umap_quality = layout_quality(knn.rep, coords, k=cfg.knn.k, seed=cfg.seed, labels=labels)
+        umap_how += (f"; on {umap_quality['sample']} sampled points the layout keeps "
+                     f"{umap_quality['knn_preservation']:.1%} of each point's {cfg.knn.k} cosine neighbours among its "
+                     f"{cfg.knn.k} nearest in 2-D (chance {umap_quality['chance']:.2%})"
+                     + (f", subtype silhouette {umap_quality['silhouette']:.2f}" if "silhouette" in umap_quality else ""))
     else:
         coords, umap_how = np.full((len(units), 2), np.nan, np.float32), "UMAP disabled in the config"
+        umap_quality = {}
     units = units.assign(umap_1=coords[:, 0], umap_2=coords[:, 1])
 
     sweep_png = plot_sweep(leiden.sweep, path=fig_dir / "resolution_sweep.png")
@@ -140,7 +146,7 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
                "resolution": leiden.resolution, "reason": leiden.reason, "n_subtypes": int(labels.max() + 1),
                "seconds": round(leiden.seconds, 2)},
                "subtype_sizes": units.subtype.value_counts().to_dict(), "stability": stab.summary(),
-               "umap": umap_how, "truth_ari": truth, "survival": surv, "image_errors": len(img_errors),
+               "umap": umap_how, "umap_quality": umap_quality, "truth_ari": truth, "survival": surv, "image_errors": len(img_errors),
                "seconds": round(time.perf_counter() - t0, 1)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
 
