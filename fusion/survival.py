@@ -255,35 +255,39 @@ def _predict(module: SurvivalHead, params: Any, arrays: dict[str, np.ndarray]) -
 
 @dataclass
 class FoldResult:
-    """Out-of-fold outputs of one fold: risks per model and survival curves on the grid."""
+    """Out-of-fold outputs of one fold: risks per model, survival curves on the grid, head training epochs."""
 
     risk: dict[str, np.ndarray]
     surv: dict[str, np.ndarray]
-    head_epochs: int
-    head_best_epoch: int
+    head_epochs: list[int]
+    head_best_epochs: list[int]
+
+
+def _take(arrays: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[mask] for k, v in arrays.items()}
 
 
 def _fold(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[str, np.ndarray],
-          train: np.ndarray, val: np.ndarray, test: np.ndarray, grid: np.ndarray | None, seed: int) -> FoldResult:
-    """Fit preprocessing, head and baselines on ``train`` (+ ``val`` for early stopping), predict ``test``.
+          test: np.ndarray, grid: np.ndarray | None, *, fold: int) -> FoldResult:
+    """Fit preprocessing, ``head.ensemble`` heads and the baselines on the rows outside ``test``; predict ``test``.
 
-    ``train``/``val``/``test`` are boolean masks over ``target.rows``.
+    Each head early-stops on its own validation part of the training rows (:func:`_validation_rows`, seeded by
+    ``(seed, fold, member)``); the fold's head output is the members' mean. ``test`` is a mask over ``target.rows``.
     """
     rows = target.rows
+    fit_rows = ~test
     kind = target.endpoint.kind if target.endpoint.kind == "binary" else cfg.loss.kind
     x, xmask, days, latent, lat_ok = (inputs[k] for k in ("x", "xmask", "days", "latent", "lat_ok"))
-    pre = Preprocessor.fit(data, x, xmask, latent, lat_ok, rows[train], cfg)
-    arr = {name: pre.arrays(data, x, xmask, days, latent, lat_ok, rows[sel])
-           for name, sel in (("train", train), ("val", val), ("test", test))}
+    pre = Preprocessor.fit(data, x, xmask, latent, lat_ok, rows[fit_rows], cfg)
     if kind == "binary":
         targets = {"y": target.y.astype(np.float32)}
     else:
         targets = {"time": target.time.astype(np.float32), "event": target.event.astype(np.float32)}
         if kind == "discrete":
-            cuts = time_bins(target.time[train], target.event[train], n_bins=cfg.loss.n_bins)
+            cuts = time_bins(target.time[fit_rows], target.event[fit_rows], n_bins=cfg.loss.n_bins)
             targets["bins"] = bin_index(target.time, cuts)
-    for name, sel in (("train", train), ("val", val), ("test", test)):
-        arr[name] |= {k: v[sel] for k, v in targets.items()}
+    arr = {name: pre.arrays(data, x, xmask, days, latent, lat_ok, rows[sel]) | _take(targets, sel)
+           for name, sel in (("fit", fit_rows), ("test", test))}
 
     variables = pre.encoder.variables
     h = cfg.head
@@ -292,11 +296,24 @@ def _fold(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[s
                           d_model=h.d_model, n_layers=h.n_layers, d_state=h.d_state, expand=h.expand, d_conv=h.d_conv,
                           scan=h.scan, use_clinical=cfg.tokens.clinical and bool(variables),
                           use_latent=cfg.tokens.latent == "frozen", use_cxr=cfg.tokens.cxr)
-    init_batch = {k: v[:2] for k, v in arr["train"].items()}
-    params = _jitted(module)[0](jax.random.PRNGKey(seed), init_batch)["params"]
-    result = fit(HeadLoss(module, kind, cfg.loss.ties, h.token_dropout), params, arr["train"], arr["val"],
-                 cfg=cfg.train_config(), seed=seed, eval_fn=HeadLoss(module, kind, cfg.loss.ties), progress=False)
-    out = {name: _predict(module, result.params, arr[name]) for name in ("train", "test")}
+    loss, score = HeadLoss(module, kind, cfg.loss.ties, h.token_dropout), HeadLoss(module, kind, cfg.loss.ties)
+    events = (target.y if kind == "binary" else target.event).astype(np.int64)[fit_rows]
+    members: dict[str, list[np.ndarray]] = {"fit": [], "test": []}
+    epochs, best_epochs = [], []
+    for m in range(h.ensemble):
+        seed = int(np.random.SeedSequence([cfg.seed, fold, m]).generate_state(1)[0] >> 1)
+        val = _validation_rows(len(events), np.arange(len(events)), events, fraction=cfg.evaluation.val_fraction,
+                               rng=np.random.default_rng([cfg.seed, fold, m]))
+        train_arr, val_arr = _take(arr["fit"], ~val), _take(arr["fit"], val)
+        params = _jitted(module)[0](jax.random.PRNGKey(seed), {k: v[:2] for k, v in train_arr.items()})["params"]
+        result = fit(loss, params, train_arr, val_arr, cfg=cfg.train_config(), seed=seed, eval_fn=score, progress=False)
+        out = {name: _predict(module, result.params, arr[name]) for name in ("fit", "test")}
+        shift = out["fit"].mean(0) if kind == "cox" else 0.0   # the partial likelihood leaves the offset free
+        for name in members:
+            members[name].append(out[name] - shift)
+        epochs.append(result.epochs_run)
+        best_epochs.append(result.best_epoch)
+    out = {name: np.mean(v, axis=0) for name, v in members.items()}
 
     risk: dict[str, np.ndarray] = {}
     surv: dict[str, np.ndarray] = {}
@@ -307,12 +324,10 @@ def _fold(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[s
     else:
         risk["head"] = out["test"][:, 0]
         if kind == "cox":
-            risk["head"] = risk["head"] - out["train"][:, 0].mean()
-            surv["head"] = _cox_curves(target, train, out["train"][:, 0] - out["train"][:, 0].mean(), risk["head"], grid)
+            surv["head"] = _cox_curves(target, fit_rows, out["fit"][:, 0], risk["head"], grid)
 
-    # baselines on the same rows, fitted on train + val (no early stopping needed)
-    fit_rows = train | val
-    designs = _baseline_designs(cfg, data, target, inputs, pre, fit_rows, seed)
+    # baselines on the same rows (no early stopping needed)
+    designs = _baseline_designs(cfg, data, target, inputs, pre, fit_rows, cfg.seed * 1000 + fold)
     for name, design in designs.items():
         scores = fit_predict(design, fit_rows, fit_rows | test, time=target.time, event=target.event,
                              y=target.y, penalizer=cfg.evaluation.penalizer)
@@ -324,7 +339,7 @@ def _fold(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[s
             shift = np.nanmean(full[fit_rows])
             risk[name] = risk[name] - shift
             surv[name] = _cox_curves(target, fit_rows, full[fit_rows] - shift, risk[name], grid)
-    return FoldResult(risk=risk, surv=surv, head_epochs=result.epochs_run, head_best_epoch=result.best_epoch)
+    return FoldResult(risk=risk, surv=surv, head_epochs=epochs, head_best_epochs=best_epochs)
 
 
 def _cox_curves(target: Target, fit_rows: np.ndarray, fit_risk: np.ndarray, test_risk: np.ndarray,
@@ -425,8 +440,7 @@ def run_endpoint(cfg: SurvivalConfig, data: PatientData, target: Target, inputs:
     """K-fold out-of-fold risks + metrics of one endpoint -> ``(metrics, risk frame)``."""
     ev = cfg.evaluation
     n = len(target.rows)
-    events = (target.y if target.endpoint.kind == "binary" else target.event).astype(np.int64)
-    n_events = int(events.sum())
+    n_events = int((target.y if target.endpoint.kind == "binary" else target.event).sum())
     if n < 2 * ev.folds or n_events < ev.folds:
         raise ValueError(f"endpoint '{target.endpoint.name}': {n} patients with {n_events} events are too few for "
                          f"{ev.folds}-fold evaluation (evaluation.folds)")
@@ -437,15 +451,11 @@ def run_endpoint(cfg: SurvivalConfig, data: PatientData, target: Target, inputs:
     epochs = []
     for f in tqdm(range(ev.folds), desc=f"survival {target.endpoint.name}", unit="fold"):
         test = fold == f
-        rest = np.flatnonzero(~test)
-        rng = np.random.default_rng([cfg.seed, f])
-        val = _validation_rows(n, rest, events, fraction=ev.val_fraction, rng=rng)
-        train = ~test & ~val
-        res = _fold(cfg, data, target, inputs, train, val, test, grid, seed=cfg.seed * 1000 + f)
+        res = _fold(cfg, data, target, inputs, test, grid, fold=f)
         for store, part in ((risk, res.risk), (surv, res.surv)):
             for k, v in part.items():
                 store.setdefault(k, np.full((n,) + v.shape[1:], np.nan))[test] = v
-        epochs.append({"fold": f, "epochs": res.head_epochs, "best_epoch": res.head_best_epoch})
+        epochs.append({"fold": f, "epochs": res.head_epochs, "best_epoch": res.head_best_epochs})
     metrics = {
         "kind": target.endpoint.kind, "loss": "logistic" if target.endpoint.kind == "binary" else cfg.loss.kind,
         "n_patients": n, "n_events": n_events, "folds": ev.folds, "row_notes": target.notes, "training": epochs,

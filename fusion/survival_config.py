@@ -64,6 +64,8 @@ class HeadConfig(StrictModel):
     d_conv: int = Field(2, ge=1)             # causal depthwise conv width (1 = none)
     scan: Literal["parallel", "sequential"] = "parallel"
     token_dropout: float = Field(0.0, ge=0, lt=1)   # training only: each present token is hidden w.p. this
+    ensemble: int = Field(1, ge=1)           # heads per fold, each early-stopped on its own validation split and
+    # seed; the fold's output is their mean (Cox risks centred first): less variance from noisy early stopping
 
 
 class LossConfig(StrictModel):
