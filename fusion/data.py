@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cohorts.config import ConfigError
 from fusion.clinical import ColumnSpec, SchemaError, read_schema
 from fusion.config import SerialPolicy
 
@@ -88,6 +89,20 @@ def read_selection(path: str | Path) -> dict:
     if "model" not in sel:
         raise ValueError(f"selection file {path} has no 'model' key")
     return sel
+
+
+def resolve_cxr_model(model: str | None, augmentation: str, selection: Path | None, *, key: str) -> tuple[str, str]:
+    """``(model, augmentation)``: the configured ``model``, else the benchmark's ``selection.json`` pick.
+
+    ``key`` names the config key for the error when neither is given (e.g. ``cxr.model``).
+    """
+    if model is not None:
+        return model, augmentation
+    if selection is None:
+        raise ConfigError(f"no CXR embedding model: set {key} in the config or pass --selection "
+                          "BENCH_DIR/selection.json")
+    sel = read_selection(selection)
+    return sel["model"], sel.get("augmentation", augmentation)
 
 
 def load_patient_data(cohort: str | Path, store: str | Path | None, *, model: str | None,

@@ -19,7 +19,7 @@ import zarr
 
 from cohorts.provenance import write_run_record
 from fusion.config import FusionConfig, load_fusion_config
-from fusion.data import PatientData, load_patient_data, read_selection, split_patients
+from fusion.data import PatientData, load_patient_data, resolve_cxr_model, split_patients
 from fusion.figures import plot_loss_curves, plot_probes
 from fusion.latents import write_latents
 from fusion.model import FusionVAE
@@ -34,7 +34,7 @@ def run_fusion(cfg: FusionConfig, *, cohort: Path, store: Path, selection: Path 
     """Train the multimodal VAE on ``cohort`` + ``store`` and write the fusion outputs under ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model, augmentation = _resolve_model(cfg, selection)
+    model, augmentation = resolve_cxr_model(cfg.cxr.model, cfg.cxr.augmentation, selection, key="cxr.model")
     data = load_patient_data(cohort, store, model=model, augmentation=augmentation, serial=cfg.cxr.serial,
                              window_days=cfg.cxr.window_days, max_images=cfg.cxr.max_images)
     split = split_patients(data.patient_ids, val_fraction=cfg.split.val_fraction,
@@ -81,16 +81,6 @@ def run_fusion(cfg: FusionConfig, *, cohort: Path, store: Path, selection: Path 
     if survival is not None:
         outputs["survival"] = out / "survival"
     return outputs
-
-
-def _resolve_model(cfg: FusionConfig, selection: Path | None) -> tuple[str, str]:
-    if cfg.cxr.model is not None:
-        return cfg.cxr.model, cfg.cxr.augmentation
-    if selection is None:
-        raise ValueError("no CXR embedding model: set cxr.model in the fusion config or pass --selection "
-                         "BENCH_DIR/selection.json")
-    sel = read_selection(selection)
-    return sel["model"], sel.get("augmentation", cfg.cxr.augmentation)
 
 
 def _probe_all(cfg: FusionConfig, data: PatientData, split: dict[str, np.ndarray], vae: FusionVAE,

@@ -41,7 +41,7 @@ from cohorts.provenance import write_run_record
 from fusion.clinical import ClinicalEncoder, SchemaError
 from fusion.cox import (binary_outcome_loss, bin_index, cox_loss, discrete_hazard_loss, discrete_hazard_risk,
                         time_bins)
-from fusion.data import PatientData, load_patient_data, read_selection
+from fusion.data import PatientData, load_patient_data, resolve_cxr_model
 from fusion.latents import read_latents
 from fusion.survival_baselines import clinical_design, fit_predict, pca_design, truth_design
 from fusion.survival_config import Endpoint, SurvivalConfig
@@ -520,13 +520,7 @@ def _resolve_model(cfg: SurvivalConfig, store: Path | None, selection: Path | No
         return None, cfg.tokens.augmentation
     if store is None:
         raise ConfigError("survival tokens.cxr is true but no embedding store was given (--store STORE.zarr)")
-    if cfg.tokens.cxr_model is not None:
-        return cfg.tokens.cxr_model, cfg.tokens.augmentation
-    if selection is None:
-        raise ConfigError("no CXR embedding model for the survival head: set tokens.cxr_model or pass "
-                          "--selection BENCH_DIR/selection.json")
-    sel = read_selection(selection)
-    return sel["model"], sel.get("augmentation", cfg.tokens.augmentation)
+    return resolve_cxr_model(cfg.tokens.cxr_model, cfg.tokens.augmentation, selection, key="survival tokens.cxr_model")
 
 
 def _max_images_per_patient(cohort: Path) -> int:
