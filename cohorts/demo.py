@@ -44,26 +44,31 @@ SUBTYPE_NAMES = ("hyperinflammatory (focal images)", "hypoinflammatory, diffuse 
 ETIOLOGIES = ("pneumonia", "sepsis", "aspiration", "trauma")
 ETIOLOGY_P = {True: (0.30, 0.50, 0.10, 0.10), False: (0.45, 0.15, 0.20, 0.20)}   # by hyperinflammatory
 # clinical markers: (hyperinflammatory, hypoinflammatory)
-IL6_MEDIAN, IL6_LOG_SD = (250.0, 50.0), 1.0           # pg/mL, log-normal
-IL8_MEDIAN, IL8_LOG_SD = (80.0, 20.0), 0.8            # pg/mL, log-normal
-LACTATE_MEDIAN, LACTATE_LOG_SD = (3.2, 1.5), 0.45     # mmol/L, log-normal
-BICARB_MEAN, BICARB_SD = (18.5, 23.0), 3.5            # mmol/L, normal
-VASOPRESSOR_P = (0.72, 0.30)
+IL6_MEDIAN, IL6_LOG_SD = (350.0, 35.0), 0.9           # pg/mL, log-normal
+IL8_MEDIAN, IL8_LOG_SD = (110.0, 16.0), 0.7           # pg/mL, log-normal
+LACTATE_MEDIAN, LACTATE_LOG_SD = (4.0, 1.3), 0.4      # mmol/L, log-normal
+BICARB_MEAN, BICARB_SD = (17.0, 24.0), 3.0            # mmol/L, normal
+VASOPRESSOR_P = (0.85, 0.20)
 PF_MEAN, PF_PER_SEVERITY, PF_SD = 185.0, -30.0, 60.0  # mmHg; P/F falls with the latent severity
-# images: per-image finding logit = base[pattern] + SEVERITY_LOGIT * s_t + patient effect N(0, 1)
-FINDING_P = {"diffuse": {"Atelectasis": 0.15, "Edema": 0.70, "Effusion": 0.55, "Opacity": 0.45},
-             "focal": {"Atelectasis": 0.45, "Edema": 0.08, "Effusion": 0.25, "Opacity": 0.55}}
-SEVERITY_LOGIT, PATIENT_EFFECT_SD = 1.0, 1.0
+# images: per-image finding logit = base[pattern] + SEVERITY_LOGIT * s_t + patient effect N(0, PATIENT_EFFECT_SD)
+FINDING_P = {"diffuse": {"Atelectasis": 0.10, "Edema": 0.90, "Effusion": 0.65, "Opacity": 0.85},
+             "focal": {"Atelectasis": 0.45, "Edema": 0.03, "Effusion": 0.25, "Opacity": 0.80}}
+SEVERITY_LOGIT, PATIENT_EFFECT_SD = 1.0, 0.3
+SEVERITY_EXTENT = 1.6                   # renderer severity (extent, density) = sigmoid(SEVERITY_EXTENT * s_t)
+BILATERAL_EFFUSION_P = 0.85             # diffuse pattern: effusion on both sides
 TREND_SD, IMAGE_SEVERITY_SD = 0.2, 0.2   # per-image severity s_t = s + trend * weeks + N(0, 0.2)
 VIEWS, VIEW_P = ("PA", "AP", "AP Supine"), (0.15, 0.55, 0.30)
+# acquisition nuisance: exposure gamma ~ U(EXPOSURE), habitus ~ U(THORAX_WIDTH) per patient,
+# rotation ~ N(0, ROTATION_SD) degrees and shift ~ N(0, SHIFT_SD) half-widths per image
+EXPOSURE, THORAX_WIDTH, ROTATION_SD, SHIFT_SD = (0.95, 1.05), (0.97, 1.03), 1.0, 0.01
 ZONE_P = (0.15, 0.25, 0.60)             # focal opacity zone: upper, middle, lower
 # survival: hazard = BASE_HAZARD * exp(SUBTYPE_LOG_HR[z] + SEVERITY_LOG_HR * s + AGE_LOG_HR * (age - 58))
-BASE_HAZARD, SUBTYPE_LOG_HR, SEVERITY_LOG_HR, AGE_LOG_HR = 0.005, (1.3, 0.8, 0.0), 0.9, 0.02
+BASE_HAZARD, SUBTYPE_LOG_HR, SEVERITY_LOG_HR, AGE_LOG_HR = 0.005, (1.3, 1.0, 0.0), 0.7, 0.02
 FOLLOW_UP_DAYS, FOLLOW_UP_P, LOSS_P = (28.0, 60.0), (0.35, 0.65), 0.08
 # missingness (probability a value is null)
 NO_CLINICAL_P = 0.06                    # patient without any clinical value (record not linked)
 MISSING_P = {"age": 0.02, "sex": 0.01, "vasopressors": 0.05, "bicarbonate": 0.20, "etiology": 0.12}
-BIOMARKER_MISSING_P = 0.45              # il6 and il8 together (biomarker sub-study), MCAR
+BIOMARKER_MISSING_P = 0.25              # il6 and il8 together (biomarker sub-study), MCAR
 LACTATE_MISSING_P = (0.15, 0.40)        # MAR: (on vasopressors, not on vasopressors)
 PF_MISSING_P = (0.05, 0.40)             # MNAR: (P/F <= 250, P/F > 250): milder patients lack an ABG
 FEATURES = ("age", "sex", "pf_ratio", "vasopressors", "bicarbonate", "il6", "il8", "lactate", "etiology")
@@ -131,10 +136,10 @@ def _image_plan(rng: np.random.Generator, subtype: int, severity: float, time: f
     other_side = SIDES[1 - SIDES.index(focal_side)]
     u_atelectasis, u_any_side, u_bilateral, u_effusion = rng.random(4)
     atelectasis_side = focal_side if (pattern == "focal" and u_atelectasis < 0.6) else SIDES[int(u_any_side < 0.5)]
-    effusion_sides = SIDES if (pattern == "diffuse" and u_bilateral < 0.7) else \
+    effusion_sides = SIDES if (pattern == "diffuse" and u_bilateral < BILATERAL_EFFUSION_P) else \
         ((focal_side,) if u_effusion < 0.7 else (other_side,))
     trend = rng.normal(0.0, TREND_SD)                     # severity change per week
-    thorax_width = rng.uniform(0.94, 1.06)
+    thorax_width = rng.uniform(*THORAX_WIDTH)
     n_images = 1 + rng.binomial(3, 0.45)
     offsets = [min(rng.uniform(0.0, 0.6), 0.5 * time)]
     for _ in range(n_images - 1):
@@ -146,7 +151,7 @@ def _image_plan(rng: np.random.Generator, subtype: int, severity: float, time: f
                    for f in LABELS}
         spec = PhantomSpec(
             view=VIEWS[rng.choice(3, p=VIEW_P)],
-            severity=_sigmoid(s_t),
+            severity=_sigmoid(SEVERITY_EXTENT * s_t),
             effusion_sides=effusion_sides if present["Effusion"] else (),
             opacity_sides=(SIDES if pattern == "diffuse" else (focal_side,)) if present["Opacity"] else (),
             opacity_zone=focal_zone,
@@ -154,9 +159,9 @@ def _image_plan(rng: np.random.Generator, subtype: int, severity: float, time: f
             edema=present["Edema"],
             atelectasis_side=atelectasis_side if present["Atelectasis"] else None,
             thorax_width=thorax_width,
-            rotation_deg=rng.normal(0.0, 2.0),
-            shift=(rng.normal(0.0, 0.02), rng.normal(0.0, 0.02)),
-            exposure=rng.uniform(0.9, 1.1),
+            rotation_deg=rng.normal(0.0, ROTATION_SD),
+            shift=(rng.normal(0.0, SHIFT_SD), rng.normal(0.0, SHIFT_SD)),
+            exposure=rng.uniform(*EXPOSURE),
             texture_seed=int(rng.integers(2**31)),
         )
         plan.append({"index": j + 1, "offset_days": round(offset, 2), "labels": present, "spec": spec})

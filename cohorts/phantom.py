@@ -162,16 +162,17 @@ def _effusion(g: _Geometry, spec: PhantomSpec, side: str) -> np.ndarray:
 
 def _opacity(g: _Geometry, spec: PhantomSpec, rng: np.random.Generator) -> np.ndarray:
     patch = _soft(_smooth_field(rng, g.x.shape, 0.02) + 0.5, 0.8)
+    sev = spec.severity
     envelope = np.zeros_like(g.x)
     for side in spec.opacity_sides:
         s, cx = _SIGN[side], _SIGN[side] * LUNG_CX
-        if spec.opacity_diffuse:   # peripheral and lower zones
-            envelope += _soft(s * (g.x - cx) + 0.05, 0.12) * _soft(g.y + 0.35, 0.2) * g.side(side)
+        if spec.opacity_diffuse:   # peripheral and lower zones, spreading medially and upwards with severity
+            envelope += _soft(s * (g.x - cx) + 0.05 + 0.25 * sev, 0.12) * _soft(g.y + 0.15 + 0.5 * sev, 0.2) * g.side(side)
         else:                      # one lobe
-            r = 0.12 + 0.2 * spec.severity
+            r = 0.1 + 0.3 * sev
             cy = _ZONE_Y[spec.opacity_zone]
             envelope += np.exp(-(((g.x - cx - s * 0.04) / r) ** 2) - ((g.y - cy) / (0.8 * r)) ** 2)
-    return (0.7 + 0.3 * spec.severity) * np.clip(envelope, 0.0, 1.0) * (0.5 + 0.5 * patch)
+    return (0.5 + 0.5 * sev) * np.clip(envelope, 0.0, 1.0) * (0.5 + 0.5 * patch)
 
 
 def _edema(g: _Geometry, spec: PhantomSpec, rng: np.random.Generator) -> np.ndarray:
