@@ -3,14 +3,16 @@
 Runs cohorts -> embedders -> benchmarks (model selection) -> fusion (VAE + survival head) ->
 clustering (subtypes + export) into one run folder, skipping stages whose config, inputs and code
 are unchanged (see :mod:`pipeline.cache`), then writes ``report.html``. ``stages.json`` records which
-stages ran and which were reused. A killed run resumes: finished stages are reused, the embedder
-keeps its finished row chunks, and the interrupted stage reruns.
+stages ran and which were reused. A killed run resumes: finished stages are reused, and the
+interrupted stage resumes its partial outputs (the embedder's finished row chunks, the VAE checkpoint)
+unless an earlier stage reran or the stage is forced; then it starts afresh.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -58,6 +60,13 @@ def run_pipeline(config: str | Path, *, out: str | Path, force: tuple[str, ...] 
             log.info("stage %-10s up to date (key %s), skipped", stage.name, key[:12])
             timings[stage.name] = {"status": "cached"}
         else:
+            forced = bool({stage.name, "all"} & set(force))
+            if out_dir.exists() and (forced or any(t["status"] == "ran" for t in timings.values())):
+                # partial outputs (a store's finished rows, a checkpoint) may only be resumed when the
+                # inputs they came from are the ones of this run: an earlier stage that reran may have
+                # rewritten its files under the same names
+                log.info("stage %-10s starts afresh (%s)", stage.name, "forced" if forced else "inputs rebuilt")
+                shutil.rmtree(out_dir)
             log.info("stage %-10s running -> %s", stage.name, out_dir)
             start = time.perf_counter()
             inputs = stage.inputs(run_dir, set(sections))
