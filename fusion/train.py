@@ -246,8 +246,10 @@ def load_checkpoint(directory: str | Path, state: TrainState, *, expect: dict | 
     meta = json.loads((directory / META_FILE).read_text())
     stored = meta.pop("fingerprint", None)
     if expect is not None and stored != expect:
-        raise CheckpointMismatch(f"checkpoint {directory} belongs to another run (stored {stored}, this run {expect}); "
-                         "use a fresh --out folder or delete the checkpoint")
+        differ = (sorted(k for k in stored.keys() | expect.keys() if stored.get(k) != expect.get(k))
+                  if isinstance(stored, dict) and isinstance(expect, dict) else "fingerprint")
+        raise CheckpointMismatch(f"checkpoint {directory} belongs to another run (differs in {differ}); "
+                                 "use a fresh --out folder or delete the checkpoint")
     template = {"state": jax.device_get(state), "best_params": jax.device_get(state.params)}
     restored = serialization.from_bytes(template, (directory / STATE_FILE).read_bytes())
     return restored["state"], restored["best_params"], meta
