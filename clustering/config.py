@@ -56,7 +56,8 @@ class UmapConfig(StrictModel):
         "batched", description="layout optimiser: clustering.umap_sgd (umap-learn's objective, parallel) or umap-learn")
     min_dist: float = Field(0.3, ge=0.0)
     spread: float = Field(1.0, gt=0.0)
-    n_epochs: int | None = Field(None, ge=1, description="null = umap-learn's rule (200 above 10k points, else 500)")
+    n_epochs: int | None = Field(None, ge=1, description="null = umap-learn's rule (200 above 10k points, else 500), "
+                                 "doubled for the batched backend")
     init: Literal["pca", "spectral"] = "pca"
     max_points: int = Field(200_000, ge=100, description="above this, UMAP of a stratified subsample (by subtype)")
 

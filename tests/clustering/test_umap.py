@@ -45,8 +45,8 @@ def test_batched_layout_matches_umap_learn_quality_on_the_same_graph(blobs) -> N
     ours = umap_from_knn(x, knn, UmapConfig(), seed=0, graph=graph)
     ref = umap_from_knn(x, knn, UmapConfig(backend="umap-learn"), seed=0)
     q_ours, q_ref = layout_quality(x, ours, labels=truth), layout_quality(x, ref, labels=truth)
-    # measured: neighbour preservation 0.180-0.191 (ours, seeds 0-2) vs 0.189-0.192 (umap-learn), chance 0.005;
-    # silhouette of the planted groups 0.79 vs 0.77
+    # measured (seeds 0-2): neighbour preservation 0.190-0.197 (ours, 1000 epochs) vs 0.189-0.192 (umap-learn,
+    # 500 epochs), chance 0.005; silhouette of the planted groups 0.78 vs 0.77
     assert q_ours["knn_preservation"] >= 0.9 * q_ref["knn_preservation"] > 20 * q_ref["chance"]
     assert q_ours["silhouette"] >= q_ref["silhouette"] - 0.05 > 0.5
 
