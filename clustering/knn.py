@@ -9,8 +9,10 @@ against exact neighbours is measured on a random sample of points and reported:
   ``n_lists`` cells; each query compares itself, exactly, with the points of the ``n_probe`` cells
   whose centroids are most similar to it. ``n_probe`` is chosen from the recall it gives on a
   seeded tuning sample (the fraction of exact neighbours lying in probed cells, less two standard
-  errors), so the graph reaches ``target_recall``; the search runs cell by cell, one matrix product
-  per cell with all queries that probe it, merging running top-``k`` lists (numba, in parallel).
+  errors), so the graph reaches ``target_recall``. Blocks of queries run on a thread pool (BLAS
+  single-threaded in each): per probed cell one matrix product with all the block's queries that
+  probe it, into a cache-sized tile merged into running top-``k`` lists (numba). Each query's
+  result depends only on its block, so it is the same for any number of threads.
 * ``pynndescent``: NN-descent, as scanpy uses.
 
 Optionally the input is first reduced by PCA (exact, from the covariance accumulated over row
@@ -243,7 +245,8 @@ def _nearest_centroid(z: torch.Tensor, cent: torch.Tensor) -> np.ndarray:
 def _merge_topk(sim: np.ndarray, queries: np.ndarray, cands: np.ndarray, best_v: np.ndarray,
                 best_i: np.ndarray) -> None:  # pragma: no cover - compiled
     """Merge similarities ``sim`` ``(m, c)`` of ``queries`` ``(m,)`` (distinct) to ``cands`` ``(c,)`` into the
-    descending top-k rows ``best_v``/``best_i`` ``(n, k)``; self skipped; ties keep the earlier entry."""
+    descending top-k rows ``best_v``/``best_i`` ``(n, k)``; self skipped; ties keep the earlier entry.
+    Releases the GIL: threads may merge at once into disjoint sets of rows."""
     k = best_v.shape[1]
     for r in range(sim.shape[0]):
         q = queries[r]
@@ -322,8 +325,7 @@ def knn_ivf(x: np.ndarray, *, k: int, seed: int, n_lists: int | None = None, n_p
     def search(s: int) -> None:          # queries s .. s + block, written to their own rows of best_v/best_i
         q_all = np.arange(s, min(s + block, n))
         scores = zn[s:s + block] @ cent_t
-        probe = np.argpartition(-scores, probes - 1, axis=1)[:, :probes].ravel() if probes < lists else \
-            np.tile(np.arange(lists), len(q_all))
+        probe = np.argpartition(-scores, probes - 1, axis=1)[:, :probes].ravel()   # the probed cells, as a set
         by_cell = np.argsort(probe, kind="stable")
         queries = q_all[by_cell // probes]                    # query ids grouped by probed cell
         bounds = np.concatenate([[0], np.cumsum(np.bincount(probe, minlength=lists))])
