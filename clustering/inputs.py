@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import zarr
+
+from fusion.latents import read_informed, read_latents
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class Points:
     x: np.ndarray
     units: pd.DataFrame
     source: dict[str, object]
+    excluded: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["patient_id", "reason"]))
 
 
 def load_cohort(cohort: Path) -> Cohort:
@@ -70,10 +73,12 @@ def load_cohort(cohort: Path) -> Cohort:
     return Cohort(manifest, clinical, schema, cohort)
 
 
+UNINFORMED = ("no CXR in the fusion window and no clinical value the VAE uses: the latent is the prior mean, "
+              "which has no direction to cluster by")
+
+
 def load_latents(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
     """``(patient ids (n,), latent (n, d) float32, attrs)`` from a fusion ``latents.zarr``."""
-    from fusion.latents import read_latents
-
     try:
         return read_latents(path)
     except ValueError as exc:
@@ -146,8 +151,12 @@ def load_points(cohort: Cohort, *, latents: Path | None, store: Path | None, mod
         raise InputError("give exactly one input: --latents FUSION_DIR/latents.zarr, or --store STORE.zarr --model NAME")
     if latents is not None:
         ids, x, attrs = load_latents(latents)
-        pts = align(ids, x, cohort, unit="patient", source_path=latents)
+        informed = read_informed(latents)
+        pts = align(ids[informed], x[informed], cohort, unit="patient", source_path=latents)
         pts.source = {"kind": "fusion latents", "path": str(latents), "model": attrs.get("model"), "attrs": attrs}
+        pts.excluded = pd.DataFrame({"patient_id": ids[~informed], "reason": UNINFORMED})
+        if len(pts.excluded):
+            log.warning("%d patient(s) not clustered (listed in excluded.csv): %s", len(pts.excluded), UNINFORMED)
         return pts
     if model is None:
         raise InputError("--store needs --model NAME (one of the store's model groups)")

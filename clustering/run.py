@@ -130,6 +130,8 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
                                if cfg.characterize.montage_per_subtype and "path" in units.columns else (None, []))
     if img_errors:
         pd.DataFrame(img_errors).to_csv(out / "errors.csv", index=False)
+    if len(pts.excluded):
+        pts.excluded.to_csv(out / "excluded.csv", index=False)
     truth = _truth_ari(units, schema, leiden.partitions)
 
     studies: dict[str, pd.DataFrame] = {}
@@ -146,6 +148,7 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
                "resolution": leiden.resolution, "reason": leiden.reason, "n_subtypes": int(labels.max() + 1),
                "seconds": round(leiden.seconds, 2)},
                "subtype_sizes": units.subtype.value_counts().to_dict(), "stability": stab.summary(),
+               "excluded": len(pts.excluded),
                "umap": umap_how, "umap_quality": umap_quality, "truth_ari": truth, "survival": surv, "image_errors": len(img_errors),
                "seconds": round(time.perf_counter() - t0, 1)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
@@ -178,7 +181,9 @@ def _report_sections(units, knn, leiden, stab, umap_how, sweep_png, conf_png, um
     sizes = units.subtype.value_counts().sort_index(key=lambda s: s.map(lambda g: (len(g), g)))
     secs = [Section("Summary", text=[
         f"Input: {pts.source['kind']} ({pts.source.get('path')}), model {pts.source.get('model')}; "
-        f"{len(units)} units, {pts.x.shape[1]} dimensions.",
+        f"{len(units)} units, {pts.x.shape[1]} dimensions."
+        + (f" Not clustered: {len(pts.excluded)} (excluded.csv; {pts.excluded.reason.iloc[0]})." if len(pts.excluded)
+           else ""),
         f"kNN graph: {knn.method} cosine, k={knn.indices.shape[1]}, searched space: {knn.space}; "
         f"recall@k {knn.recall:.4f}" + (f" measured on {knn.recall_sample} sampled points." if knn.recall_sample
                                        else " (exact search)."),

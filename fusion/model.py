@@ -126,6 +126,14 @@ class FusionVAE:
         mu, lv = np.concatenate(mus), np.concatenate(lvs)
         return (mu, lv) if return_logvar else mu
 
+    def informed(self, data: PatientData) -> np.ndarray:
+        """(N,) bool: the patient has an input the model uses (a CXR token or an observed clinical value).
+
+        An uninformed patient's latent is the prior mean 0: a placeholder, not a position to cluster.
+        """
+        arrays = self._arrays(data)
+        return (arrays["cxr_present"] > 0) | (arrays["clin_present"] > 0)
+
     def evaluate(self, data: PatientData) -> dict[str, float]:
         """Reconstruction quality from the joint posterior mean, per modality, over patients having it.
 

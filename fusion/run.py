@@ -54,11 +54,18 @@ def run_fusion(cfg: FusionConfig, *, cohort: Path, store: Path, selection: Path 
         raise FloatingPointError(
             f"the VAE gave non-finite latents for {int(bad.sum())} patient(s), e.g. {data.patient_ids[bad][:5].tolist()}: "
             f"check their embeddings ({model}) and clinical values in {cohort}, or lower train.learning_rate")
-    latents_path = write_latents(out / "latents.zarr", data.patient_ids, latent, split=split, model=model)
+    informed = vae.informed(data)
+    if not informed.all():
+        log.warning("%d patient(s) have no CXR in the window and no clinical value the model uses; their latent is "
+                    "the prior mean (marked informed=False in latents.zarr), e.g. %s", int((~informed).sum()),
+                    data.patient_ids[~informed][:5].tolist())
+    latents_path = write_latents(out / "latents.zarr", data.patient_ids, latent, split=split, informed=informed,
+                                 model=model)
 
     metrics: dict = {
         "model": model, "augmentation": augmentation, "serial": cfg.cxr.serial, "n_patients": len(data),
-        "split_sizes": {k: len(v) for k, v in split.items()}, "input_notes": data.notes,
+        "split_sizes": {k: len(v) for k, v in split.items()},
+        "input_notes": data.notes | {"patients_without_any_input": int((~informed).sum())},
         "clinical_out_of_range_masked": vae.encoder.report,
         "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
         "val_loss": result.best_val,

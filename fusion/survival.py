@@ -42,7 +42,7 @@ from fusion.clinical import ClinicalEncoder, SchemaError
 from fusion.cox import (binary_outcome_loss, bin_index, cox_loss, discrete_hazard_loss, discrete_hazard_risk,
                         time_bins)
 from fusion.data import PatientData, load_patient_data, resolve_cxr_model
-from fusion.latents import read_latents
+from fusion.latents import read_informed, read_latents
 from fusion.survival_baselines import clinical_design, fit_predict, pca_design, truth_design
 from fusion.survival_config import Endpoint, SurvivalConfig
 from fusion.survival_figures import plot_c_index, plot_km_by_risk
@@ -147,12 +147,17 @@ def endpoint_target(data: PatientData, endpoint: Endpoint, *, landmark_days: flo
 
 
 def align_latents(path: Path, patient_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``latents.zarr`` aligned to ``patient_ids`` -> ``(latent (N, Z), present (N,))`` (zeros where absent)."""
+    """``latents.zarr`` aligned to ``patient_ids`` -> ``(latent (N, Z), present (N,))`` (zeros where absent).
+
+    A latent the VAE inferred from no input at all (the prior mean) counts as absent.
+    """
     ids, lat, _ = read_latents(path)
     pos = pd.Series(np.arange(len(ids)), index=ids)
     present = np.isin(patient_ids, ids)
+    rows = pos.loc[patient_ids[present]].to_numpy()
     out = np.zeros((len(patient_ids), lat.shape[1]), np.float32)
-    out[present] = lat[pos.loc[patient_ids[present]].to_numpy()]
+    out[present] = lat[rows]
+    present[present] = read_informed(path)[rows]
     return out, present
 
 

@@ -8,6 +8,7 @@ import pytest
 import zarr
 
 from clustering.inputs import InputError, load_cohort, load_points
+from fusion.latents import write_latents
 from embedders.store import open_store_for_writing, prepare_model_group, write_rows
 
 
@@ -54,3 +55,19 @@ def test_misaligned_inputs_are_errors(small_cohort, tmp_path) -> None:
         load_points(coh, latents=bad, store=None, model=None, unit="patient", augmentation="original")
     with pytest.raises(InputError, match="exactly one input"):
         load_points(coh, latents=None, store=None, model=None, unit="patient", augmentation="original")
+
+
+def test_patients_without_any_input_are_listed_not_clustered(small_cohort, tmp_path) -> None:
+    cohort, latents = small_cohort
+    src = zarr.open_group(str(latents), mode="r")
+    ids, latent = np.asarray(src["ids"][:]).astype(str), np.asarray(src["latent"][:])
+    informed = np.ones(len(ids), bool)
+    informed[[3, 7]] = False
+    latent[~informed] = 0.0                                   # what the VAE gives a patient with no input
+    path = tmp_path / "latents.zarr"
+    write_latents(path, ids, latent, split={"train": np.arange(len(ids))}, informed=informed, model="m")
+    pts = load_points(load_cohort(cohort), latents=path, store=None, model=None, unit="patient",
+                      augmentation="original")
+    assert len(pts.units) == len(ids) - 2 and not set(ids[[3, 7]]) & set(pts.units.patient_id)
+    assert pts.excluded.patient_id.tolist() == ids[[3, 7]].tolist() and pts.excluded.reason.str.contains("prior").all()
+    assert (np.linalg.norm(pts.x, axis=1) > 0).all()

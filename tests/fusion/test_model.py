@@ -46,6 +46,8 @@ def test_patients_missing_a_modality_get_finite_latents(fitted, data_split) -> N
     empty.cxr_mask[:] = False
     empty.clinical = empty.clinical.astype(object).mask(np.ones(empty.clinical.shape, bool))
     np.testing.assert_array_equal(fitted.get_latent(empty), 0.0)
+    assert not fitted.informed(empty).any()
+    np.testing.assert_array_equal(fitted.informed(data), data.has_cxr | ~no_clin)
     clin_only = fitted.get_latent(data, modalities=["clinical"])
     np.testing.assert_array_equal(clin_only[no_clin], 0.0)
 

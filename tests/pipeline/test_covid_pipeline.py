@@ -1,0 +1,51 @@
+"""The real-data pipeline config (configs/covid_cxr.yaml) end to end on ../shared/data, at reduced size.
+
+Reduced: original images only (no augmentations), fewer bootstrap draws, folds and epochs. The run
+works in a scratch folder next to a link to the shared folder, so the config's ``../shared/...``
+paths resolve exactly as they do from the repository root.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.run import STAGES_FILE, run_pipeline
+
+REDUCED = {
+    "embedders": {"augmentations": ["original"]},
+    "benchmarks": {"bootstrap": {"n_boot": 200}, "label_noise": {"enabled": False}},
+    "fusion": {"train": {"max_epochs": 40}, "survival": {"evaluation": {"folds": 3, "n_boot": 100}}},
+    "clustering": {"stability": {"n_resamples": 5}, "atlas": {"application": False}},
+}
+
+
+@pytest.mark.real_data
+def test_covid_config_runs_end_to_end(shared_data: Path, reduced_config, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "shared").symlink_to(shared_data.parent, target_is_directory=True)
+    monkeypatch.chdir(work)
+    config = reduced_config("covid_cxr", tmp_path / "covid.yaml", REDUCED)
+    report = run_pipeline(config, out=work / "run")
+    out = work / "run"
+    assert all(v["status"] == "ran" for v in json.loads((out / STAGES_FILE).read_text()).values())
+    manifest = pd.read_parquet(out / "cohorts" / "manifest.parquet")
+    assert set(manifest["dataset"]) == {"covid-chestxray", "hannover"}
+    results = pd.read_csv(out / "benchmarks" / "results.csv")
+    assert {"COVID19", "ICU", "Death"} & set(results["label"])
+    assert set(results["model"]) == {"radiomics", "thumbnail", "squeezenet1_1"}
+    selection = json.loads((out / "benchmarks" / "selection.json").read_text())
+    fusion = json.loads((out / "fusion" / "metrics.json").read_text())
+    assert fusion["model"] == selection["model"]
+    assert fusion["input_notes"]["patients_without_clinical_row"] >= 0
+    survival = json.loads((out / "fusion" / "survival" / "metrics.json").read_text())
+    assert {"death", "icu"} <= set(survival["endpoints"])
+    subtypes = pd.read_csv(out / "clustering" / "subtypes.csv")
+    assert subtypes["patient_id"].is_unique and subtypes["subtype"].notna().all()
+    assert not {"path", "image_id", "acquired_at"} & set(subtypes.columns)       # nothing identifying leaves
+    page = report.read_text()
+    assert "5. Candidate subtypes" in page and page.count("data:image/png;base64,") >= 10
