@@ -56,6 +56,27 @@ def test_delong_auc_on_hanley_mcneil_1982_rating_data():
     assert out["p"] < 1e-10
 
 
+def test_delong_equals_proc_roc_test():
+    """Reference: R pROC 1.18.0 ``roc.test(method = "delong")`` (Debian r-cran-proc), run on these data:
+
+        normal <- c(33, 6, 6, 11, 2); abnormal <- c(3, 2, 2, 11, 33)
+        ratings <- c(rep(1:5, normal), rep(1:5, abnormal)); y <- c(rep(0, 58), rep(1, 51))
+        i <- 0:108; second <- ifelse(i %% 4 == 0, 6 - ratings, ratings)
+        roc.test(roc(y, ratings, direction = "<"), roc(y, second, direction = "<"), method = "delong")
+
+    printed Z = 3.956357646448, p = 0.000076101202, AUCs 0.893171061528 and 0.687457741717. (The same
+    pROC reproduces its manual's aSAH example, s100b vs wfns: Z = -2.209, p = 0.02718.)
+    """
+    normal, abnormal = [33, 6, 6, 11, 2], [3, 2, 2, 11, 33]
+    ratings = np.r_[np.repeat(np.arange(1, 6), normal), np.repeat(np.arange(1, 6), abnormal)].astype(float)
+    y = np.r_[np.zeros(58), np.ones(51)]
+    second = np.where(np.arange(109) % 4 == 0, 6 - ratings, ratings)
+    out = delong_test(y, ratings, second)
+    assert out["z"] == pytest.approx(3.956357646448, abs=1e-9)
+    assert out["p"] == pytest.approx(0.000076101202, abs=1e-11)
+    assert (out["auc_a"], out["auc_b"]) == pytest.approx((0.893171061528, 0.687457741717), abs=1e-11)
+
+
 def test_corrected_ttest_is_more_conservative_than_naive():
     d = np.array([0.02, 0.03, 0.025, 0.015, 0.035])
     out = corrected_ttest(d, n_train=1600, n_test=400)
