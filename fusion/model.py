@@ -84,17 +84,9 @@ class FusionVAE:
         """Fit preprocessing on ``train_idx`` rows, then the VAE, early-stopping on ``val_idx`` rows."""
         cfg = self.cfg
         train = data.subset(train_idx)
-        self.encoder = ClinicalEncoder(out_of_range=cfg.clinical.out_of_range).fit(
-            train.clinical, data.schema, columns=cfg.clinical.columns, exclude=cfg.clinical.exclude)
+        arrays = self.prepare(train, seed=cfg.seed)
         d = data.cxr.shape[-1]
-        tok = train.cxr[train.cxr_mask].reshape(-1, d) if d else np.zeros((0, 0), np.float32)
-        self.cxr_mean = tok.mean(0).astype(np.float32) if len(tok) else np.zeros(d, np.float32)
-        self.cxr_std = (tok.std(0) + 1e-6).astype(np.float32) if len(tok) > 1 else np.ones(d, np.float32)
-        self.module = self._build_module(self.encoder.layout, max(d, 1))
-        arrays = self._arrays(train)
         val = self._arrays(data.subset(val_idx)) if val_idx is not None and len(val_idx) else None
-        self.params = _init_params(self.module, {k: v[:2] for k, v in arrays.items()} | {"weight": np.ones(2, np.float32)},
-                                   seed=cfg.seed)
         run_id = {"modalities": list(self.modalities), "cxr_dim": d, "layout": asdict(self.encoder.layout),
                   "config": cfg.model_dump(mode="json", exclude={"train", "evaluation", "survival"}),
                   "patients": hashlib.sha256("\n".join(train.patient_ids).encode()).hexdigest()[:16]}
@@ -102,6 +94,29 @@ class FusionVAE:
                           checkpoint_dir=checkpoint_dir, stop_after_epochs=stop_after_epochs, progress=progress)
         self.params = self.result.params
         return self.result
+
+    def prepare(self, train: PatientData, *, seed: int) -> dict[str, np.ndarray]:
+        """Fit the preprocessing on ``train``, build the module and initialise ``params``; -> ``train``'s arrays.
+
+        :meth:`fit` does this first; the survival head's joint mode calls it and trains the params itself.
+        """
+        cfg = self.cfg
+        self.encoder = ClinicalEncoder(out_of_range=cfg.clinical.out_of_range).fit(
+            train.clinical, train.schema, columns=cfg.clinical.columns, exclude=cfg.clinical.exclude)
+        d = train.cxr.shape[-1]
+        tok = train.cxr[train.cxr_mask].reshape(-1, d) if d else np.zeros((0, 0), np.float32)
+        self.cxr_mean = tok.mean(0).astype(np.float32) if len(tok) else np.zeros(d, np.float32)
+        self.cxr_std = (tok.std(0) + 1e-6).astype(np.float32) if len(tok) > 1 else np.ones(d, np.float32)
+        self.module = self._build_module(self.encoder.layout, max(d, 1))
+        arrays = self._arrays(train)
+        self.params = _init_params(self.module, {k: v[:2] for k, v in arrays.items()} | {"weight": np.ones(2, np.float32)},
+                                   seed=seed)
+        return arrays
+
+    def arrays(self, data: PatientData) -> dict[str, np.ndarray]:
+        """Batch arrays of :mod:`fusion.module` for ``data`` with this model's fitted preprocessing."""
+        self._require_module()
+        return self._arrays(data)
 
     def loss_fn(self) -> Callable:
         """``(params, batch, rng, step) -> (loss, metrics)`` of this model (for :func:`fusion.train.fit`)."""

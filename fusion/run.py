@@ -120,7 +120,10 @@ def _probe_all(cfg: FusionConfig, data: PatientData, split: dict[str, np.ndarray
 
 
 def _run_survival_if_enabled(cfg: FusionConfig, *, model: str, augmentation: str, **inputs: Path | None) -> dict | None:
-    """The survival head on this run's latents; with ``tokens.cxr_model`` unset it reads the VAE's CXR model."""
+    """The survival head on this run's latents; with ``tokens.cxr_model`` unset it reads the VAE's CXR model.
+
+    ``tokens.latent: joint`` trains this stage's VAE architecture (``cfg``'s model/kl/clinical sections) with the head.
+    """
     if not cfg.survival.enabled:
         return None
     from fusion.survival import run_survival   # the head builds on this stage's latents
@@ -129,7 +132,7 @@ def _run_survival_if_enabled(cfg: FusionConfig, *, model: str, augmentation: str
     if survival.tokens.cxr and survival.tokens.cxr_model is None:
         tokens = survival.tokens.model_copy(update={"cxr_model": model, "augmentation": augmentation})
         survival = survival.model_copy(update={"tokens": tokens})
-    return run_survival(survival, **inputs)
+    return run_survival(survival, fusion=cfg, **inputs)
 
 
 def _json_default(obj: object) -> object:

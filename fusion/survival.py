@@ -8,12 +8,22 @@
 2. Inputs: CXR images acquired up to the landmark (a CXR taken after the landmark would reveal that
    the patient was alive then; images without an offset are used or not per ``tokens.unknown_offset``),
    the last ``tokens.max_images`` of them in time order; clinical feature variables; the fusion
-   latent (``latents.zarr``, frozen).
+   latent: ``tokens.latent: frozen`` reads it from ``latents.zarr`` (the fusion stage's VAE, trained
+   once on its own split), ``joint`` trains a fusion VAE together with the head in each fold (below),
+   ``none`` leaves it out.
 3. Patient-level K-fold (seeded): in each fold the clinical encoder, CXR standardization, the head
    (early-stopped on a validation part of the training patients) and the baselines
    (:mod:`fusion.survival_baselines`) are fitted on training patients only; every reported risk is
    out-of-fold. Cox-type risks are centred by their training-fold mean (the partial likelihood does
    not fix the offset), so pooled out-of-fold risks are comparable across folds.
+   Joint mode (shared latent): each head member is trained with its own fusion VAE (:mod:`fusion.module`,
+   sizes/KL/clinical options from the fusion config: ``fusion.run`` passes its own, the CLI takes
+   ``--fusion-config`` or uses the :class:`fusion.config.FusionConfig` defaults) on the fold's training
+   patients only. In one jitted forward the VAE's posterior mean of each patient (from the same landmark
+   CXRs and clinical values the head sees) is the head's latent token; the loss is the VAE's negative
+   ELBO (:func:`fusion.model.make_loss_fn`) + ``joint.weight`` x the survival loss, so the survival
+   gradient reaches the VAE encoders. Early stopping uses the survival loss of the validation part;
+   test-fold risks come from the jointly trained pair. ``latents.zarr`` is not read.
 4. Metrics on the out-of-fold risks (:mod:`fusion.survival_metrics`): Harrell's and Uno's C, the
    integrated Brier score (Breslow baseline hazard from the training fold), each with a paired
    bootstrap CI, and head-minus-baseline differences; binary endpoints report the C-index (AUROC).
@@ -26,7 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -39,10 +49,13 @@ from tqdm.auto import tqdm
 from cohorts.config import ConfigError, read_yaml, validate_config
 from cohorts.provenance import write_run_record
 from fusion.clinical import ClinicalEncoder, SchemaError
+from fusion.config import FusionConfig, load_fusion_config
 from fusion.cox import (binary_outcome_loss, bin_index, cox_loss, discrete_hazard_loss, discrete_hazard_risk,
                         time_bins)
 from fusion.data import PatientData, load_patient_data, resolve_cxr_model
 from fusion.latents import read_informed, read_latents
+from fusion.model import FusionVAE, make_loss_fn
+from fusion.module import FusionModule
 from fusion.survival_baselines import clinical_design, fit_predict, pca_design, truth_design
 from fusion.survival_config import Endpoint, SurvivalConfig
 from fusion.survival_figures import plot_c_index, plot_km_by_risk
@@ -54,6 +67,7 @@ from fusion.train import fit, iterate_batches
 log = logging.getLogger(__name__)
 BASELINES = ("clinical_cox", "cxr_pca_cox", "oracle")
 PREDICT_BATCH = 256
+VAE_PREFIX = "vae_"   # joint mode: batch keys of the VAE's arrays (fusion.model.make_arrays) carry this prefix
 
 
 # ----------------------------------------------------------------------------------------- inputs
@@ -243,14 +257,62 @@ def _drop_tokens(batch: dict[str, jax.Array], rng: jax.Array, rate: float) -> di
     return out
 
 
+@dataclass(frozen=True)
+class JointLoss:
+    """Joint mode: ``params = {"head": ..., "vae": ...}``; the VAE's posterior mean is the head's latent token.
+
+    Loss: the VAE's negative ELBO (:func:`fusion.model.make_loss_fn` of ``vae`` with the fusion config
+    ``vae_config``, a JSON string so the loss stays hashable) + ``weight`` x the head's survival loss.
+    ``score=True``: the survival loss only (early stopping). Hashable and equal for equal models, so the
+    folds share compiled steps.
+    """
+
+    head: HeadLoss
+    vae: FusionModule
+    vae_config: str
+    weight: float = 1.0
+    score: bool = False
+
+    def head_batch(self, params: Any, batch: dict[str, jax.Array]) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+        """-> ``(head batch with latent = posterior mean, VAE batch)``."""
+        vae_batch = {k[len(VAE_PREFIX):]: v for k, v in batch.items() if k.startswith(VAE_PREFIX)}
+        vae_batch["weight"] = batch["weight"]
+        mu, _ = self.vae.apply({"params": params["vae"]}, vae_batch, method=FusionModule.posterior)
+        head_batch = {k: v for k, v in batch.items() if not k.startswith(VAE_PREFIX)} | {"latent": mu}
+        return head_batch, vae_batch
+
+    def outputs(self, params: Any, batch: dict[str, jax.Array]) -> jax.Array:
+        """Head outputs ``(B, n_out)`` of the joint model."""
+        return self.head.module.apply({"params": params["head"]}, self.head_batch(params, batch)[0])
+
+    def __call__(self, params: Any, batch: dict[str, jax.Array], rng: jax.Array, step: jax.Array
+                 ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        head_batch, vae_batch = self.head_batch(params, batch)
+        survival, _ = self.head(params["head"], head_batch, jax.random.fold_in(rng, 1), step)
+        if self.score:
+            return survival, {}
+        elbo, _ = _elbo_fn(self.vae, self.vae_config)(params["vae"], vae_batch, rng, step)
+        return elbo + self.weight * survival, {"neg_elbo": elbo, "survival": survival}
+
+
+@lru_cache(maxsize=8)
+def _elbo_fn(vae: FusionModule, vae_config: str) -> Any:
+    return make_loss_fn(vae, FusionConfig.model_validate_json(vae_config))
+
+
 @lru_cache(maxsize=8)
 def _jitted(module: SurvivalHead) -> tuple[Any, Any]:
     """``(init, apply)`` of ``module``, jitted once per distinct head (shared across folds)."""
     return jax.jit(module.init), jax.jit(lambda p, b: module.apply({"params": p}, b))
 
 
-def _predict(module: SurvivalHead, params: Any, arrays: dict[str, np.ndarray]) -> np.ndarray:
-    apply = _jitted(module)[1]
+@lru_cache(maxsize=8)
+def _jitted_joint(loss: JointLoss) -> Any:
+    return jax.jit(loss.outputs)
+
+
+def _predict(apply: Any, params: Any, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Outputs of the jitted ``apply(params, batch)`` over ``arrays`` (rows in order)."""
     n = len(next(iter(arrays.values())))
     outs = []
     for batch in iterate_batches(arrays, batch_size=PREDICT_BATCH, order=np.arange(n)):   # one shape for every fold
@@ -273,11 +335,14 @@ def _take(arrays: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarr
 
 
 def _fold(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[str, np.ndarray],
-          test: np.ndarray, grid: np.ndarray | None, *, fold: int) -> FoldResult:
+          test: np.ndarray, grid: np.ndarray | None, *, fold: int, vae_data: PatientData | None = None,
+          fusion: FusionConfig | None = None) -> FoldResult:
     """Fit preprocessing, ``head.ensemble`` heads and the baselines on the rows outside ``test``; predict ``test``.
 
     Each head early-stops on its own validation part of the training rows (:func:`_validation_rows`, seeded by
     ``(seed, fold, member)``); the fold's head output is the members' mean. ``test`` is a mask over ``target.rows``.
+    Joint mode (``vae_data``, the VAE's inputs, and ``fusion`` given): each member trains a fusion VAE with the head
+    (:class:`JointLoss`), its preprocessing fitted on the rows outside ``test``.
     """
     rows = target.rows
     fit_rows = ~test
@@ -293,6 +358,16 @@ def _fold(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[s
             targets["bins"] = bin_index(target.time, cuts)
     arr = {name: pre.arrays(data, x, xmask, days, latent, lat_ok, rows[sel]) | _take(targets, sel)
            for name, sel in (("fit", fit_rows), ("test", test))}
+    joint = vae_data is not None
+    if joint:
+        vae, vae_train = FusionVAE(fusion), vae_data.subset(rows[fit_rows])
+        vae.prepare(vae_train, seed=cfg.seed)                   # preprocessing from training patients only
+        for name, sel in (("fit", fit_rows), ("test", test)):
+            vae_arr = vae.arrays(vae_data.subset(rows[sel]))
+            informed = (vae_arr["cxr_present"] > 0) | (vae_arr["clin_present"] > 0)   # else the prior: absent
+            arr[name] |= {f"{VAE_PREFIX}{k}": v for k, v in vae_arr.items()}
+            arr[name] |= {"latent": np.zeros((len(informed), fusion.model.latent_dim), np.float32),
+                          "latent_mask": informed.astype(np.float32)}
 
     variables = pre.encoder.variables
     h = cfg.head
@@ -300,8 +375,14 @@ def _fold(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[s
                           n_variables=len(variables), n_out=(len(cuts) + 1) if kind == "discrete" else 1,
                           d_model=h.d_model, n_layers=h.n_layers, d_state=h.d_state, expand=h.expand, d_conv=h.d_conv,
                           scan=h.scan, use_clinical=cfg.tokens.clinical and bool(variables),
-                          use_latent=cfg.tokens.latent == "frozen", use_cxr=cfg.tokens.cxr)
+                          use_latent=cfg.tokens.latent != "none", use_cxr=cfg.tokens.cxr)
     loss, score = HeadLoss(module, kind, cfg.loss.ties, h.token_dropout), HeadLoss(module, kind, cfg.loss.ties)
+    apply = _jitted(module)[1]
+    if joint:
+        vae_json = fusion.model_dump_json(include={"model", "kl"})
+        loss = JointLoss(loss, vae.module, vae_json, cfg.joint.weight)
+        score = JointLoss(score, vae.module, vae_json, cfg.joint.weight, score=True)
+        apply = _jitted_joint(score)
     events = (target.y if kind == "binary" else target.event).astype(np.int64)[fit_rows]
     members: dict[str, list[np.ndarray]] = {"fit": [], "test": []}
     epochs, best_epochs = [], []
@@ -310,9 +391,13 @@ def _fold(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[s
         val = _validation_rows(len(events), np.arange(len(events)), events, fraction=cfg.evaluation.val_fraction,
                                rng=np.random.default_rng([cfg.seed, fold, m]))
         train_arr, val_arr = _take(arr["fit"], ~val), _take(arr["fit"], val)
-        params = _jitted(module)[0](jax.random.PRNGKey(seed), {k: v[:2] for k, v in train_arr.items()})["params"]
+        head_in = {k: v[:2] for k, v in train_arr.items() if not k.startswith(VAE_PREFIX)}
+        params = _jitted(module)[0](jax.random.PRNGKey(seed), head_in)["params"]
+        if joint:
+            vae.prepare(vae_train, seed=seed)                   # same preprocessing, this member's initialisation
+            params = {"head": params, "vae": vae.params}
         result = fit(loss, params, train_arr, val_arr, cfg=cfg.train_config(), seed=seed, eval_fn=score, progress=False)
-        out = {name: _predict(module, result.params, arr[name]) for name in ("fit", "test")}
+        out = {name: _predict(apply, result.params, arr[name]) for name in ("fit", "test")}
         shift = out["fit"].mean(0) if kind == "cox" else 0.0   # the partial likelihood leaves the offset free
         for name in members:
             members[name].append(out[name] - shift)
@@ -440,9 +525,10 @@ def _validation_rows(n: int, rest: np.ndarray, events: np.ndarray, *, fraction: 
     return val
 
 
-def run_endpoint(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[str, np.ndarray]
+def run_endpoint(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[str, np.ndarray], *,
+                 vae_data: PatientData | None = None, fusion: FusionConfig | None = None
                  ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """K-fold out-of-fold risks + metrics of one endpoint -> ``(metrics, risk frame)``."""
+    """K-fold out-of-fold risks + metrics of one endpoint -> ``(metrics, risk frame)`` (joint mode: see :func:`_fold`)."""
     ev = cfg.evaluation
     n = len(target.rows)
     n_events = int((target.y if target.endpoint.kind == "binary" else target.event).sum())
@@ -456,7 +542,7 @@ def run_endpoint(cfg: SurvivalConfig, data: PatientData, target: Target, inputs:
     epochs = []
     for f in tqdm(range(ev.folds), desc=f"survival {target.endpoint.name}", unit="fold"):
         test = fold == f
-        res = _fold(cfg, data, target, inputs, test, grid, fold=f)
+        res = _fold(cfg, data, target, inputs, test, grid, fold=f, vae_data=vae_data, fusion=fusion)
         for store, part in ((risk, res.risk), (surv, res.surv)):
             for k, v in part.items():
                 store.setdefault(k, np.full((n,) + v.shape[1:], np.nan))[test] = v
@@ -476,8 +562,11 @@ def run_endpoint(cfg: SurvivalConfig, data: PatientData, target: Target, inputs:
 
 
 def run_survival(cfg: SurvivalConfig, *, cohort: Path, store: Path | None, selection: Path | None = None,
-                 latents: Path | None = None, out: Path) -> dict[str, Path]:
-    """Train and evaluate the survival head for every endpoint of ``cfg``; write outputs under ``out``."""
+                 latents: Path | None = None, out: Path, fusion: FusionConfig | None = None) -> dict[str, Path]:
+    """Train and evaluate the survival head for every endpoint of ``cfg``; write outputs under ``out``.
+
+    ``fusion``: the VAE's config in ``tokens.latent: joint`` mode (None: :class:`FusionConfig` defaults).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tok = cfg.tokens
@@ -493,17 +582,25 @@ def run_survival(cfg: SurvivalConfig, *, cohort: Path, store: Path | None, selec
             raise ConfigError("survival tokens.latent is 'frozen' but no latents.zarr was given "
                               "(--latents FUSION_DIR/latents.zarr, or set tokens.latent: none)")
         latent, lat_ok = align_latents(Path(latents), data.patient_ids)
-    else:
+    else:   # joint: the latent token is computed in the forward pass (presence per fold from the VAE's inputs)
         latent, lat_ok = np.zeros((len(data), 1), np.float32), np.zeros(len(data), bool)
     inputs = {"x": x, "xmask": xmask, "days": days, "latent": latent, "lat_ok": lat_ok}
+    joint: dict[str, Any] = {}
+    if tok.latent == "joint":   # the VAE sees the head's landmark images (never a later one) and clinical values
+        fusion = fusion or FusionConfig()
+        joint = {"vae_data": replace(data, cxr=serial.cxr, cxr_mask=serial.mask, cxr_offsets=serial.days),
+                 "fusion": fusion}
 
     metrics: dict[str, Any] = {"cxr_model": model, "augmentation": augmentation, "input_notes": data.notes | serial.notes,
-                               "patients_with_latent": int(lat_ok.sum()), "endpoints": {}}
+                               "latent": tok.latent, "patients_with_latent": int(lat_ok.sum()), "endpoints": {}}
+    if joint:
+        metrics["joint_vae_config"] = joint["fusion"].model_dump(mode="json", include={"model", "kl", "clinical", "cxr"})
+        del metrics["patients_with_latent"]
     frames = []
     figures = out / "figures"
     for endpoint in cfg.endpoints:
         target = endpoint_target(data, endpoint, landmark_days=tok.landmark_days if endpoint.kind != "binary" else None)
-        ep_metrics, frame = run_endpoint(cfg, data, target, inputs)
+        ep_metrics, frame = run_endpoint(cfg, data, target, inputs, **joint)
         metrics["endpoints"][endpoint.name] = ep_metrics
         frames.append(frame)
         plot_c_index(ep_metrics["metrics"], figures / f"c_index_{endpoint.name}.png", title=endpoint.name)
@@ -561,19 +658,24 @@ def load_survival_config(path: str | Path) -> SurvivalConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI: ``python -m fusion.survival --config FILE --cohort DIR [--store S] [--selection F] [--latents L] --out DIR``."""
+    """CLI: ``python -m fusion.survival --config FILE --cohort DIR [--store S] [--selection F] [--latents L]
+    [--fusion-config F] --out DIR``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True, type=Path)
     ap.add_argument("--cohort", required=True, type=Path, help="cohort folder (manifest.parquet, clinical.parquet)")
     ap.add_argument("--store", type=Path, help="embedding store STORE.zarr")
     ap.add_argument("--selection", type=Path, help="BENCH_DIR/selection.json (when tokens.cxr_model is null)")
     ap.add_argument("--latents", type=Path, help="FUSION_DIR/latents.zarr (tokens.latent: frozen)")
+    ap.add_argument("--fusion-config", type=Path,
+                    help="fusion YAML or pipeline config whose VAE options (model, kl, clinical, cxr.pooling/likelihood) "
+                         "the joint mode uses (tokens.latent: joint; default: FusionConfig defaults)")
     ap.add_argument("--out", required=True, type=Path)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_survival_config(args.config)
+    fusion = load_fusion_config(args.fusion_config) if args.fusion_config else None
     paths = run_survival(cfg, cohort=args.cohort, store=args.store, selection=args.selection, latents=args.latents,
-                         out=args.out)
+                         out=args.out, fusion=fusion)
     summary = json.loads(paths["metrics"].read_text())
     for name, ep in summary["endpoints"].items():
         c = ep["metrics"]["c_index"]

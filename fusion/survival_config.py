@@ -51,7 +51,18 @@ class TokenConfig(StrictModel):
     clinical_columns: list[str] | None = None   # None: every role=feature column
     clinical_exclude: list[str] = Field(default_factory=list)
     out_of_range: Literal["error", "mask"] = "error"   # clinical values outside the schema range
-    latent: Literal["none", "frozen"] = "frozen"   # frozen: the fusion VAE's latents.zarr as a token
+    latent: Literal["none", "frozen", "joint"] = "frozen"   # frozen: the fusion VAE's latents.zarr as a token;
+    # joint: a fusion VAE trained with the head in each fold, its posterior mean as the token (see JointConfig)
+
+
+class JointConfig(StrictModel):
+    """``tokens.latent: joint``: per fold a fusion VAE is trained together with the head (shared latent).
+
+    Loss: the VAE's negative ELBO (fusion config's ``model``/``kl``/``clinical`` sections) + ``weight`` x the
+    survival loss; early stopping on the survival loss of the validation part. Ignored in the other modes.
+    """
+
+    weight: float = Field(1.0, ge=0)         # weight of the survival loss next to the negative ELBO
 
 
 class HeadConfig(StrictModel):
@@ -100,6 +111,7 @@ class SurvivalConfig(StrictModel):
     loss: LossConfig = Field(default_factory=LossConfig)
     train: dict[str, Any] = Field(default_factory=dict)   # overrides of fusion TrainConfig fields for the head
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    joint: JointConfig = Field(default_factory=JointConfig)
 
     @field_validator("train")
     @classmethod
