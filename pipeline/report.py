@@ -143,7 +143,9 @@ def _subtypes(run: Path) -> str:
     if metrics is None:
         return ""
     leiden, stability, survival = metrics.get("leiden", {}), metrics.get("stability", {}), metrics.get("survival", {})
-    facts = {"units clustered": f"{metrics.get('n')} {metrics.get('unit')}s",
+    facts = {"units clustered": f"{metrics.get('n')} {metrics.get('unit')}s"
+                                + (f" ({metrics['excluded']} without any input left out: clustering/excluded.csv)"
+                                   if metrics.get("excluded") else ""),
              "subtypes": leiden.get("n_subtypes"), "sizes": metrics.get("subtype_sizes"),
              "kNN graph": metrics.get("knn", {}).get("space"),
              "stability (resampling ARI, mean [min, max])":

@@ -46,6 +46,9 @@ def test_covid_config_runs_end_to_end(shared_data: Path, reduced_config, tmp_pat
     assert {"death", "icu"} <= set(survival["endpoints"])
     subtypes = pd.read_csv(out / "clustering" / "subtypes.csv")
     assert subtypes["patient_id"].is_unique and subtypes["subtype"].notna().all()
+    excluded = pd.read_csv(out / "clustering" / "excluded.csv")                  # patients with no input at all
+    assert len(subtypes) + len(excluded) == fusion["n_patients"]                  # every patient accounted for
+    assert len(excluded) == fusion["input_notes"]["patients_without_any_input"]
     assert not {"path", "image_id", "acquired_at"} & set(subtypes.columns)       # nothing identifying leaves
     page = report.read_text()
     assert "5. Candidate subtypes" in page and page.count("data:image/png;base64,") >= 10
