@@ -53,6 +53,11 @@ def make_arrays(data: PatientData, *, encoder: ClinicalEncoder, cxr_mean: np.nda
             "clin_mask": mask.astype(np.float32), "clin_present": mask.any(1).astype(np.float32)}
 
 
+def informed_rows(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """(N,) bool of :func:`make_arrays` output: a CXR token or an observed clinical value (else the prior mean)."""
+    return (arrays["cxr_present"] > 0) | (arrays["clin_present"] > 0)
+
+
 def make_loss_fn(module: FusionModule, cfg: FusionConfig, *, multimodal: bool = True) -> Callable:
     """The negative-ELBO loss ``(params, batch, rng, step) -> (loss, metrics)`` of ``module`` with ``cfg``'s weights."""
     m, kl = cfg.model, cfg.kl
@@ -146,8 +151,7 @@ class FusionVAE:
 
         An uninformed patient's latent is the prior mean 0: a placeholder, not a position to cluster.
         """
-        arrays = self._arrays(data)
-        return (arrays["cxr_present"] > 0) | (arrays["clin_present"] > 0)
+        return informed_rows(self._arrays(data))
 
     def evaluate(self, data: PatientData) -> dict[str, float]:
         """Reconstruction quality from the joint posterior mean, per modality, over patients having it.

@@ -54,7 +54,7 @@ from fusion.cox import (binary_outcome_loss, bin_index, cox_loss, discrete_hazar
                         time_bins)
 from fusion.data import PatientData, load_patient_data, resolve_cxr_model
 from fusion.latents import read_informed, read_latents
-from fusion.model import FusionVAE, make_loss_fn
+from fusion.model import FusionVAE, informed_rows, make_loss_fn
 from fusion.module import FusionModule
 from fusion.survival_baselines import clinical_design, fit_predict, pca_design, truth_design
 from fusion.survival_config import Endpoint, SurvivalConfig
@@ -364,7 +364,7 @@ def _fold(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[s
         vae.prepare(vae_train, seed=cfg.seed)                   # preprocessing from training patients only
         for name, sel in (("fit", fit_rows), ("test", test)):
             vae_arr = vae.arrays(vae_data.subset(rows[sel]))
-            informed = (vae_arr["cxr_present"] > 0) | (vae_arr["clin_present"] > 0)   # else the prior: absent
+            informed = informed_rows(vae_arr)                   # else the latent is the prior: absent
             arr[name] |= {f"{VAE_PREFIX}{k}": v for k, v in vae_arr.items()}
             arr[name] |= {"latent": np.zeros((len(informed), fusion.model.latent_dim), np.float32),
                           "latent_mask": informed.astype(np.float32)}
