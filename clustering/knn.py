@@ -17,15 +17,26 @@ against exact neighbours is measured on a random sample of points and reported:
 
 Optionally the input is first reduced by PCA (exact, from the covariance accumulated over row
 blocks; randomized for very wide inputs); the result records which of these was done.
+
+Same result for any thread count: every matrix product runs with single-threaded kernels
+(:func:`fixed_order_kernels`) on a thread pool of row blocks (:func:`_ordered_map`), and sums over
+blocks are taken in block order, so no reduction's order depends on how many threads there are
+(a multi-threaded BLAS splits a product's inner dimension by thread count: the PCA scores moved by
+~4e-6 between 1 and 2 threads, enough to change 82 of 100,000 neighbour lists).
 """
 from __future__ import annotations
 
 import logging
 import math
 import os
+import threading
 import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numba
 import numpy as np
@@ -37,8 +48,10 @@ from tqdm.auto import tqdm
 from .config import KnnConfig
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-_PCA_BLOCK = 65_536
+_PCA_BLOCK = 65_536          # rows of the first block, whose mean shifts the covariance
+_PCA_ROWS = 8192             # rows per PCA task on the thread pool
 _EXACT_PCA_MAX_DIMS = 4096  # wider: randomized (the (d, d) float64 covariance is 128 MB and its eigh seconds here)
 _BUFFER_BYTES = 256 * 2**20   # similarity buffer of the exact search; probe scores of one IVF query chunk
 # IVF similarity tile (1 MB), written by the product and scanned by the merge while still in cache: fresh
@@ -73,6 +86,39 @@ def _block(x: np.ndarray, start: int, stop: int) -> torch.Tensor:
     return torch.from_numpy(np.array(x[start:stop], dtype=np.float32))
 
 
+@contextmanager
+def fixed_order_kernels() -> Iterator[None]:
+    """Run torch and BLAS kernels single-threaded inside the block (restored after).
+
+    A multi-threaded product splits its work by thread count, which changes the order of floating
+    point sums; on one thread the order is fixed. Parallelism comes from :func:`_ordered_map` instead.
+    """
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _ordered_map(fn: Callable[[int], T], items: Iterable[int]) -> Iterator[T]:
+    """``fn(item)`` for each item on a thread pool, yielded in item order, at most ``2 * threads`` in flight.
+
+    Call inside :func:`fixed_order_kernels`; summing the results in the order yielded gives the same
+    floating point result for any number of threads.
+    """
+    workers = _threads()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def pca_reduce(x: np.ndarray, *, n_components: int, seed: int) -> tuple[np.ndarray, float]:
     """PCA of ``x`` ``(n, d)`` -> scores ``(n, n_components)`` float32 and the variance fraction kept; ``x`` may be a memory map.
 
@@ -82,12 +128,17 @@ def pca_reduce(x: np.ndarray, *, n_components: int, seed: int) -> tuple[np.ndarr
     """
     n, d = x.shape
     find = _exact_components if d <= _EXACT_PCA_MAX_DIMS else _randomized_components
-    comps, kept, mu = find(x, n_components=n_components, seed=seed)
-    comps = comps * torch.sign(comps[torch.arange(comps.shape[0]), comps.abs().argmax(1)])[:, None]
-    offset = mu @ comps.T
-    scores = torch.empty(n, comps.shape[0])
-    for s in range(0, n, _PCA_BLOCK):
-        scores[s:s + _PCA_BLOCK] = _block(x, s, s + _PCA_BLOCK) @ comps.T - offset
+    with fixed_order_kernels():
+        comps, kept, mu = find(x, n_components=n_components, seed=seed)
+        comps = comps * torch.sign(comps[torch.arange(comps.shape[0]), comps.abs().argmax(1)])[:, None]
+        offset = mu @ comps.T
+        scores = torch.empty(n, comps.shape[0])
+
+        def project(s: int) -> None:
+            scores[s:s + _PCA_ROWS] = _block(x, s, s + _PCA_ROWS) @ comps.T - offset
+
+        for _ in _ordered_map(project, range(0, n, _PCA_ROWS)):
+            pass
     return scores.numpy(), kept
 
 
@@ -102,10 +153,14 @@ def _exact_components(x: np.ndarray, *, n_components: int, seed: int) -> tuple[t
     shift = _block(x, 0, _PCA_BLOCK).double().mean(0).float()
     total = torch.zeros(d, dtype=torch.float64)
     cross = torch.zeros(d, d, dtype=torch.float64)
-    for s in range(0, n, _PCA_BLOCK):
-        b = _block(x, s, s + _PCA_BLOCK) - shift
-        total += b.sum(0, dtype=torch.float64)
-        cross += (b.T @ b).double()
+
+    def moments(s: int) -> tuple[torch.Tensor, torch.Tensor]:
+        b = _block(x, s, s + _PCA_ROWS) - shift
+        return b.sum(0, dtype=torch.float64), (b.T @ b).double()
+
+    for part_sum, part_cross in _ordered_map(moments, range(0, n, _PCA_ROWS)):
+        total += part_sum
+        cross += part_cross
     mean = total / n
     evals, evecs = torch.linalg.eigh((cross - n * torch.outer(mean, mean)) / max(n - 1, 1))
     evals = evals.clamp(min=0)
@@ -137,14 +192,19 @@ def _randomized_components(x: np.ndarray, *, n_components: int, seed: int,
 
     def xc_times(m: torch.Tensor) -> torch.Tensor:  # (X - mu) @ m, (n, q)
         out = torch.empty(n, m.shape[1])
-        for s in range(0, n, _PCA_BLOCK):
-            out[s:s + _PCA_BLOCK] = _block(x, s, s + _PCA_BLOCK) @ m
+
+        def rows(s: int) -> None:
+            out[s:s + _PCA_ROWS] = _block(x, s, s + _PCA_ROWS) @ m
+
+        for _ in _ordered_map(rows, range(0, n, _PCA_ROWS)):
+            pass
         return out - mu_t @ m
 
     def xct_times(y: torch.Tensor) -> torch.Tensor:  # (X - mu).T @ y, (d, q)
         acc = torch.zeros(d, y.shape[1], dtype=torch.float64)
-        for s in range(0, n, _PCA_BLOCK):
-            acc += (_block(x, s, s + _PCA_BLOCK).T @ y[s:s + _PCA_BLOCK]).double()
+        for part in _ordered_map(lambda s: (_block(x, s, s + _PCA_ROWS).T @ y[s:s + _PCA_ROWS]).double(),
+                                 range(0, n, _PCA_ROWS)):
+            acc += part
         acc -= torch.outer(mu_t.double(), y.double().sum(0))
         return acc.float()
 
@@ -182,16 +242,25 @@ def _exact_topk(z: torch.Tensor, queries: torch.Tensor, *, k: int, block_rows: i
     to halve the products needs top-``k`` along columns, which measured slower on CPU than it saves.
     """
     n, m = z.shape[0], len(queries)
-    rows = max(1, min(block_rows, _BUFFER_BYTES // (4 * n), m))
-    buf = torch.empty(rows, n)
+    rows = max(1, min(block_rows, _BUFFER_BYTES // (4 * n * _threads()), m))
+    local = threading.local()                # one reused buffer per pool thread
     sim = torch.empty(m, k)
     idx = torch.empty(m, k, dtype=torch.int64)
-    for s in tqdm(range(0, m, rows), desc="exact kNN", unit="block", disable=not progress, leave=False):
+
+    def search(s: int) -> None:
+        if not hasattr(local, "buf"):
+            local.buf = torch.empty(rows, n)
         q = queries[s:s + rows]
-        out = buf[:len(q)]
+        out = local.buf[:len(q)]
         torch.matmul(z[q], z.T, out=out)
         out[torch.arange(len(q)), q] = -torch.inf  # exclude self
         torch.topk(out, k, dim=1, largest=True, sorted=True, out=(sim[s:s + len(q)], idx[s:s + len(q)]))
+
+    starts = range(0, m, rows)
+    with fixed_order_kernels():
+        for _ in tqdm(_ordered_map(search, starts), total=len(starts), desc="exact kNN", unit="block",
+                      disable=not progress, leave=False):
+            pass
     return sim, idx
 
 

@@ -26,6 +26,7 @@ from cohorts.provenance import write_run_record
 from . import characterize as ch
 from .atlas import atlas_table, export_atlas
 from .config import ClusteringConfig
+from .environment import compute_environment
 from .export import check_columns, write_export
 from .figures import plot_confidence, plot_sweep
 from .inputs import Points, load_cohort, load_points
@@ -150,7 +151,7 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
                "subtype_sizes": units.subtype.value_counts().to_dict(), "stability": stab.summary(),
                "excluded": len(pts.excluded),
                "umap": umap_how, "umap_quality": umap_quality, "truth_ari": truth, "survival": surv, "image_errors": len(img_errors),
-               "seconds": round(time.perf_counter() - t0, 1)}
+               "environment": compute_environment(), "seconds": round(time.perf_counter() - t0, 1)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
 
     base = units[["patient_id", "subtype", "confidence", "umap_1", "umap_2"]]

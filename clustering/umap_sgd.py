@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import curve_fit
 
-from .knn import pca_reduce
+from .knn import fixed_order_kernels, pca_reduce
 
 _U = np.uint64
 
@@ -49,7 +49,8 @@ def initial_layout(rep: np.ndarray, graph: sp.spmatrix, *, init: str, seed: int)
     elif init == "spectral":
         from umap.spectral import spectral_layout
 
-        coords = spectral_layout(rep, graph, 2, np.random.RandomState(seed), metric="cosine")
+        with fixed_order_kernels():   # the eigensolver's BLAS on one thread: the same layout for any thread count
+            coords = spectral_layout(rep, graph, 2, np.random.RandomState(seed), metric="cosine")
     else:
         raise ValueError(f"unknown UMAP init {init!r}: use 'pca' or 'spectral'")
     return scale_init(coords, seed=seed)
