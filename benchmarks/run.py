@@ -14,16 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from cohorts.provenance import sha256_file, write_run_record
 from embedders.store import EmbeddingStore
 
 from .compare import compare_models
 from .config import BenchmarksConfig, load_benchmarks_config
-from .crossval import Task, cross_validate
+from .crossval import Task
 from .data import BenchmarkInputError, Features, load_features, load_sample, missing_images, train_augmentations
 from .figures import label_noise_figure, roc_figures
+from .grid import run_grid
 from .report import metric_table, write_report
 from .selection import select_model
 from .splits import SplitError, patient_folds
@@ -59,8 +59,12 @@ def build_tasks(sample: pd.DataFrame, features: list[Features], *,
     return tasks, pd.DataFrame(skipped, columns=["dataset", "label", "n_images", "n_positive", "reason"])
 
 
-def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Path) -> dict[str, Path]:
-    """Run the benchmark on ``cohort/sample.parquet`` and the embeddings in ``store``; returns the files written."""
+def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Path, workers: int = 0,
+                   scheduler: str | None = None) -> dict[str, Path]:
+    """Run the benchmark on ``cohort/sample.parquet`` and the embeddings in ``store``; returns the files written.
+
+    ``workers`` / ``scheduler``: run the grid of fit-sets on Dask (:mod:`benchmarks.grid`); same results.
+    """
     t0 = time.perf_counter()
     out = Path(out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -80,13 +84,10 @@ def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Pat
     t_load = time.perf_counter() - t0
     tasks, skipped = build_tasks(sample, features, cfg=cfg)
 
-    oofs, folds = [], []
     jobs = [(t, f, p) for t in tasks.values() for f in features for p in cfg.probes]
-    for task, feat, probe in tqdm(jobs, desc="benchmark", unit="fit-set"):
-        o, k = cross_validate(task, feat, probe, cfg=cfg)
-        oofs.append(o)
-        folds.append(k)
-    oof, per_fold = pd.concat(oofs, ignore_index=True), pd.concat(folds, ignore_index=True)
+    fits = run_grid(jobs, cfg=cfg, workers=workers, scheduler=scheduler)
+    oof = pd.concat([o for o, _ in fits], ignore_index=True)
+    per_fold = pd.concat([k for _, k in fits], ignore_index=True)
     t_cv = time.perf_counter() - t0 - t_load
 
     results = summarize(oof, per_fold, cfg=cfg)
@@ -141,11 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cohort", required=True, type=Path, help="cohort folder with sample.parquet")
     ap.add_argument("--store", required=True, type=Path, help="embeddings.zarr")
     ap.add_argument("--out", required=True, type=Path, help="output folder")
+    ap.add_argument("--workers", type=int, default=0, help="run the fit-sets on a Dask LocalCluster of N processes")
+    ap.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (e.g. dask-jobqueue SLURM)")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     cfg = load_benchmarks_config(args.config)
-    paths = run_benchmarks(cfg, cohort=args.cohort, store=args.store, out=args.out)
+    paths = run_benchmarks(cfg, cohort=args.cohort, store=args.store, out=args.out, workers=args.workers,
+                           scheduler=args.scheduler)
     sel = json.loads(paths["selection"].read_text())
     print(f"AUROC ({cfg.probes[0]} probe), as in report.md:")
     print(metric_table(pd.read_csv(paths["results"]), metric="auroc", probe=cfg.probes[0]))

@@ -133,3 +133,14 @@ def test_unsplittable_task_is_reported_not_dropped(tmp_path, bench_fixture_facto
     assert "fewer than n_folds=5" in skipped.reason.iloc[0]
     assert "## (dataset, label) pairs not benchmarked" in paths["report"].read_text()
     assert set(pd.read_csv(paths["results"]).label) == {"Effusion"}
+
+
+def test_grid_on_dask_equals_the_serial_run(run_out, tmp_path) -> None:
+    """--workers 2 runs the fit-sets on a Dask LocalCluster and writes the same results as the serial run."""
+    cohort, store, out = run_out
+    assert main(["--config", str(out.parent / "bm.yaml"), "--cohort", str(cohort), "--store", str(store),
+                 "--out", str(tmp_path / "dask"), "--workers", "2", "--log-level", "WARNING"]) == 0
+    for name in ("results.csv", "folds.csv", "comparisons.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "dask" / name), pd.read_csv(out / name), obj=name)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "dask" / "oof.parquet"), pd.read_parquet(out / "oof.parquet"))
+    assert json.loads((tmp_path / "dask" / "selection.json").read_text()) == json.loads((out / "selection.json").read_text())
