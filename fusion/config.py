@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cohorts.config import ConfigError, StrictModel, read_yaml, validate_config
+from fusion.distributed import DistributedConfig
 from fusion.survival_config import SurvivalConfig
 
 SerialPolicy = Literal["first_within_window", "last", "all"]
@@ -113,6 +114,7 @@ class FusionConfig(StrictModel):
     split: SplitConfig = Field(default_factory=SplitConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     survival: SurvivalConfig = Field(default_factory=SurvivalConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
 
 
 def load_fusion_config(path: str | Path) -> FusionConfig:

@@ -20,6 +20,7 @@ import zarr
 from cohorts.provenance import write_run_record
 from fusion.config import FusionConfig, load_fusion_config
 from fusion.data import PatientData, load_patient_data, resolve_cxr_model, split_patients
+from fusion.distributed import initialize, output_folder
 from fusion.figures import plot_loss_curves, plot_probes
 from fusion.latents import write_latents
 from fusion.model import FusionVAE
@@ -31,8 +32,12 @@ log = logging.getLogger(__name__)
 
 def run_fusion(cfg: FusionConfig, *, cohort: Path, store: Path, selection: Path | None = None,
                out: Path) -> dict[str, Path]:
-    """Train the multimodal VAE on ``cohort`` + ``store`` and write the fusion outputs under ``out``."""
-    out = Path(out)
+    """Train the multimodal VAE on ``cohort`` + ``store`` and write the fusion outputs under ``out``.
+
+    With ``distributed.enabled`` every process of a multi-host run calls this; only process 0 writes ``out``.
+    """
+    initialize(cfg.distributed)
+    out = output_folder(Path(out))
     out.mkdir(parents=True, exist_ok=True)
     model, augmentation = resolve_cxr_model(cfg.cxr.model, cfg.cxr.augmentation, selection, key="cxr.model")
     data = load_patient_data(cohort, store, model=model, augmentation=augmentation, serial=cfg.cxr.serial,

@@ -7,7 +7,8 @@ Used by the VAE (:mod:`fusion.model`) and the survival head. A model supplies
 where ``batch`` is a dict of arrays with the batch axis first and always holds ``weight`` (B,):
 1 for real rows, 0 for the rows that pad the last batch of an epoch (the loss must weight rows by
 it). Batches are sharded over all local devices (``jax.sharding`` mesh axis ``"data"``), params are
-replicated, so the same code runs on one CPU, a GPU or a TPU slice.
+replicated, so the same code runs on one CPU, a GPU or a TPU slice, and over the devices of several
+processes (:mod:`fusion.distributed`; only process 0 writes checkpoints).
 
 Determinism: epoch ``e`` visits rows in ``np.random.default_rng([seed, e]).permutation``; the step's
 PRNG key is ``fold_in(PRNGKey(seed), step)``. A checkpoint holds params, optimizer state, the best
@@ -39,6 +40,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from fusion.config import TrainConfig
+from fusion.distributed import is_primary
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,18 @@ def device_batch_size(batch_size: int, n_rows: int, n_devices: int) -> int:
     multiple = math.lcm(BATCH_MULTIPLE, n_devices)
     b = max(1, min(batch_size, n_rows))
     return -(-b // multiple) * multiple
+
+
+def to_global(tree: Any, sharding: NamedSharding) -> Any:
+    """Host arrays (the same in every process) -> JAX arrays laid out by ``sharding`` over every process's devices.
+
+    Each process supplies only the shards on its own devices, so the same call serves one process and
+    a multi-host run (:mod:`fusion.distributed`).
+    """
+    def put(a: Any) -> jax.Array:
+        host = np.asarray(a)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+    return jax.tree_util.tree_map(put, tree)
 
 
 def iterate_batches(arrays: Batch, *, batch_size: int, order: np.ndarray) -> Any:
@@ -153,7 +167,7 @@ def fit(loss_fn: LossFn, params: Any, train: Batch, val: Batch | None, *, cfg: T
     if ckpt is not None and (ckpt / META_FILE).is_file():
         state, best_params, meta = load_checkpoint(ckpt, state, expect=fingerprint)
         log.info("resumed %s at epoch %d", ckpt, meta["epoch"])
-    state, best_params = jax.device_put((state, best_params), repl)
+    state, best_params = to_global((state, best_params), repl)
     key = jax.random.PRNGKey(seed)
     eval_key = jax.random.fold_in(key, 2**31 - 1)   # fixed; no training step reaches this index
 
@@ -163,7 +177,7 @@ def fit(loss_fn: LossFn, params: Any, train: Batch, val: Batch | None, *, cfg: T
         sums: dict[str, float] = {}
         for batch in iterate_batches(arrays, batch_size=vbs, order=np.arange(n)):
             w = float(batch["weight"].sum())
-            loss, metrics = eval_step(p, jax.device_put(batch, rows), eval_key, state.step)
+            loss, metrics = eval_step(p, to_global(batch, rows), eval_key, state.step)
             for k, v in {"loss": loss, **metrics}.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * w
         return {k: v / n for k, v in sums.items()}
@@ -180,7 +194,7 @@ def fit(loss_fn: LossFn, params: Any, train: Batch, val: Batch | None, *, cfg: T
         order = np.random.default_rng([seed, epoch]).permutation(n_train)
         losses, weights = [], []
         for batch in iterate_batches(train, batch_size=bs, order=order):
-            state, loss, _ = train_step(state, jax.device_put(batch, rows), key)
+            state, loss, _ = train_step(state, to_global(batch, rows), key)
             losses.append(loss)              # no host sync here: dispatch overlaps the next batch's gathering
             weights.append(float(batch["weight"].sum()))
         train_loss = float(np.dot(np.asarray(jax.device_get(losses), np.float64), weights) / sum(weights))
@@ -200,7 +214,7 @@ def fit(loss_fn: LossFn, params: Any, train: Batch, val: Batch | None, *, cfg: T
             meta["stopped_early"] = done = True
             log.info("early stop at epoch %d (best epoch %d, val %.4f)", epoch + 1, meta["best_epoch"], meta["best_val"])
         bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{current:.3f}")
-        if ckpt is not None and ((epoch + 1) % cfg.checkpoint_every == 0 or done or epoch + 1 == end):
+        if ckpt is not None and is_primary() and ((epoch + 1) % cfg.checkpoint_every == 0 or done or epoch + 1 == end):
             save_checkpoint(ckpt, state, best_params, meta, fingerprint=fingerprint)
     finished = meta["stopped_early"] or meta["epoch"] >= cfg.max_epochs
     return FitResult(params=jax.device_get(best_params), history=list(meta["history"]), best_epoch=meta["best_epoch"],
@@ -264,5 +278,5 @@ def load_checkpoint(directory: str | Path, state: TrainState, *, expect: dict | 
     return restored["state"], restored["best_params"], meta
 
 
-__all__ = ["CheckpointMismatch", "FitResult", "LossFn", "fit", "make_optimizer", "data_mesh", "device_batch_size", "iterate_batches",
+__all__ = ["CheckpointMismatch", "FitResult", "LossFn", "fit", "make_optimizer", "data_mesh", "device_batch_size", "iterate_batches", "to_global",
            "save_checkpoint", "load_checkpoint"]
