@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cohorts.config import StrictModel, load_config, read_yaml
+from cohorts.config import StrictModel, load_stage_config
 
 ProbeName = Literal["logistic", "lightgbm", "mlp"]
 Pooling = Literal["flatten", "mean", "cls"]
@@ -123,5 +123,4 @@ class BenchmarksConfig(StrictModel):
 
 def load_benchmarks_config(path: str | Path) -> BenchmarksConfig:
     """Load the stage's own YAML, or the ``benchmarks`` section of a composed pipeline config."""
-    section = "benchmarks" if "benchmarks" in read_yaml(path) else None
-    return load_config(path, BenchmarksConfig, section=section)
+    return load_stage_config(path, BenchmarksConfig, section="benchmarks")

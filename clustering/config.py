@@ -1,11 +1,12 @@
 """Config of the clustering stage (``clustering:`` section of a pipeline config, or a file of its own)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cohorts.config import StrictModel
+from cohorts.config import StrictModel, load_stage_config
 
 
 class KnnConfig(StrictModel):
@@ -116,3 +117,8 @@ class ClusteringConfig(StrictModel):
     export: ExportConfig = Field(default_factory=ExportConfig)
     atlas: AtlasConfig = Field(default_factory=AtlasConfig)
     studies: StudiesConfig = Field(default_factory=StudiesConfig)
+
+
+def load_clustering_config(path: str | Path) -> ClusteringConfig:
+    """Load a clustering YAML, or the ``clustering`` section of a composed pipeline config."""
+    return load_stage_config(path, ClusteringConfig, section="clustering")

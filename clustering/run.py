@@ -20,12 +20,11 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
-from cohorts.config import load_config, read_yaml
 from cohorts.provenance import write_run_record
 
 from . import characterize as ch
 from .atlas import atlas_table, export_atlas
-from .config import ClusteringConfig
+from .config import ClusteringConfig, load_clustering_config
 from .environment import compute_environment
 from .export import check_columns, write_export
 from .figures import plot_confidence, plot_sweep
@@ -233,8 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        section = "clustering" if "clustering" in read_yaml(args.config) else None
-        cfg = load_config(args.config, ClusteringConfig, section=section)
+        cfg = load_clustering_config(args.config)
         paths = run_clustering(cfg, cohort=args.cohort, latents=args.latents, store=args.store, model=args.model,
                                out=args.out)
     except ValueError as exc:

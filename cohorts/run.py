@@ -18,7 +18,7 @@ from tqdm import tqdm
 from .adapters import AdapterResult, load_source
 from .adapters.covid_dedupe import merge_hannover_duplicates
 from .clinical import combine, write_clinical
-from .config import CohortsConfig, ConfigError, load_config, read_yaml
+from .config import CohortsConfig, ConfigError, load_stage_config
 from .labels import apply_uncertain_policy
 from .manifest import ERROR_COLUMNS, check_image_files, conform, write_manifest
 from .overview import write_overview
@@ -94,8 +94,7 @@ def run_cohorts(cfg: CohortsConfig, *, out: Path) -> dict[str, Path]:
 
 def load_cohorts_config(path: str | Path) -> CohortsConfig:
     """Load a cohorts YAML, or the ``cohorts`` section of a composed pipeline config."""
-    section = "cohorts" if "cohorts" in read_yaml(path) else None
-    return load_config(path, CohortsConfig, section=section)
+    return load_stage_config(path, CohortsConfig, section="cohorts")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from cohorts.config import StrictModel, load_config, read_yaml
+from cohorts.config import StrictModel, load_stage_config
 from .augment import AugmentationName
 
 
@@ -76,5 +76,4 @@ class EmbeddersConfig(StrictModel):
 
 def load_embedders_config(path: str | Path) -> EmbeddersConfig:
     """Load the stage YAML, or the ``embedders`` section of a composed pipeline config."""
-    section = "embedders" if "embedders" in read_yaml(path) else None
-    return load_config(path, EmbeddersConfig, section=section)
+    return load_stage_config(path, EmbeddersConfig, section="embedders")

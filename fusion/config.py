@@ -1,7 +1,7 @@
 """Config of the fusion stage (multimodal VAE), validated on load.
 
-Load with ``cohorts.config.load_config(path, FusionConfig)`` for a fusion YAML, or with
-``section="fusion"`` for a composed pipeline config (:func:`load_fusion_config` detects which).
+Load with :func:`load_fusion_config`: a fusion YAML or the ``fusion`` section of a composed pipeline
+config (``from:`` includes resolved).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cohorts.config import ConfigError, StrictModel, read_yaml, validate_config
+from cohorts.config import StrictModel, load_stage_config
 from fusion.distributed import DistributedConfig
 from fusion.survival_config import SurvivalConfig
 
@@ -119,10 +119,4 @@ class FusionConfig(StrictModel):
 
 def load_fusion_config(path: str | Path) -> FusionConfig:
     """Load a fusion YAML or the ``fusion`` section of a composed pipeline config."""
-    data = read_yaml(path)
-    if "fusion" in data:
-        section = data["fusion"] or {}
-        if not isinstance(section, dict):
-            raise ConfigError(f"config {path}: section 'fusion' must be a mapping")
-        return validate_config(section, FusionConfig, source=f"{path} [fusion]")
-    return validate_config(data, FusionConfig, source=str(path))
+    return load_stage_config(path, FusionConfig, section="fusion")

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from cohorts.config import read_yaml
-from pipeline.config import INCLUDE_KEY, deep_merge
+from cohorts.config import INCLUDE_KEY, deep_merge
 
 REPO = Path(__file__).resolve().parents[2]
 
