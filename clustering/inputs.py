@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import zarr
 
 from fusion.latents import read_informed, read_latents
 

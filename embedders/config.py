@@ -69,10 +69,6 @@ class EmbeddersConfig(StrictModel):
             raise ValueError(f"model names must be unique across models and precomputed, repeated: {dupes}")
         return self
 
-    def model_names(self) -> list[str]:
-        """All model names this config produces, in order."""
-        return [m.name for m in self.models] + [p.name for p in self.precomputed]
-
 
 def load_embedders_config(path: str | Path) -> EmbeddersConfig:
     """Load the stage YAML, or the ``embedders`` section of a composed pipeline config."""

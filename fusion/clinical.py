@@ -99,11 +99,6 @@ class EncodedClinical:
     values: np.ndarray
     mask: np.ndarray
 
-    @property
-    def present(self) -> np.ndarray:
-        """(N,) bool: the patient has at least one observed clinical value."""
-        return self.mask.any(axis=1)
-
 
 @dataclass
 class _Stats:
@@ -222,13 +217,6 @@ class ClinicalEncoder:
             n_binary=sum(s.type == "binary" for s in self._stats),
             categorical_sizes=tuple(len(s.categories) for s in self._stats if s.type == "categorical"),
         )
-
-    def inverse_continuous(self, values: np.ndarray) -> np.ndarray:
-        """Standardized continuous block ``(N, n_continuous)`` -> original units."""
-        cont = [s for s in self._stats if s.type == "continuous"]
-        mean = np.array([s.mean for s in cont], np.float32)
-        std = np.array([s.std for s in cont], np.float32)
-        return values * std + mean
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:

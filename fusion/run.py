@@ -15,7 +15,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from cohorts.provenance import write_run_record
 from fusion.config import FusionConfig, load_fusion_config
