@@ -282,7 +282,8 @@ def run_compare(cfg: CompareConfig, *, cohort: Path, store: Path, out: Path) -> 
             sel = band.notna().to_numpy()
             png, err = ch.montage(units.loc[sel, "path"], band[sel],
                                   per_subtype=cfg.disagreement.montage, tile=cfg.montage_size, seed=cfg.seed,
-                                  figure=fig_dir / "montage_agreement.png")
+                                  figure=fig_dir / "montage_agreement.png",
+                                  title="Images by neighbour agreement across models")
             img_errors += err
             if png:
                 montages.append((png, f"images by neighbour agreement across models (bottom / middle / top "
@@ -291,7 +292,8 @@ def run_compare(cfg: CompareConfig, *, cohort: Path, store: Path, out: Path) -> 
             for m, v in views.items():
                 png, err = ch.montage(units["path"], pd.Series([f"C{c + 1}" for c in v.labels]),
                                       per_subtype=cfg.montage_per_cluster, tile=cfg.montage_size, seed=cfg.seed,
-                                      figure=fig_dir / f"montage_clusters_{_safe(m)}.png")
+                                      figure=fig_dir / f"montage_clusters_{_safe(m)}.png",
+                                      title=f"Sample images per Leiden cluster of {m}")
                 img_errors += err
                 if png:
                     montages.append((png, f"sample images per cluster of {m}"))
@@ -350,6 +352,11 @@ def _sections(models, pairs, probes, group_jac, units, missing, figs, umap_figs,
         wide = probes.pivot(index="model", columns="column", values="auroc").loc[models, columns]
         lead = [f"{c}: {wide[c].idxmax()} ({wide[c].max():.2f})" for c in columns if wide[c].notna().any()]
         untestable = [f"{r.model}/{r.column}" for r in probes.itertuples() if not np.isfinite(r.auroc)]
+        everywhere = [c for c in columns if not c.startswith("label_") and wide[c].notna().all() and wide[c].min() >= 0.8]
+        if everywhere:
+            lead.append(f"every model encodes {', '.join(everywhere)} strongly (AUROC >= 0.8 in all): neighbourhoods and "
+                        "clusters of any of them can follow it, and a finding whose prevalence differs across its "
+                        "levels can be probed through it")
         secs.append(Section("What each model encodes", text=[
             "Out-of-fold macro one-vs-rest AUROC of an L2 logistic probe from each model to each column, folds "
             "grouped by patient (0.5 = not encoded). A high AUROC for a column that is not the finding (manufacturer, "

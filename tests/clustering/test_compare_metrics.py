@@ -73,3 +73,18 @@ def test_probe_is_patient_grouped_and_drops_rare_levels():
     noise = pd.Series(np.where(rng.random(200) < 0.5, "u", "v")[patients])
     codes, _ = probe_targets(noise, patients, min_patients=10)
     assert abs(probe_auroc(x, codes, patients, folds=5, C=1.0, seed=0, max_n=10_000)["auroc"] - 0.5) < 0.1
+
+
+def test_shipped_compare_and_bulk_configs_validate():
+    from pathlib import Path
+
+    from clustering.compare_config import CompareConfig
+    from cohorts.config import load_config
+    from embedders.bulk import BulkImportConfig
+
+    repo = Path(__file__).resolve().parents[2]
+    shipped = sorted((repo / "configs" / "compare").glob("*.yaml"))
+    assert {p.stem for p in shipped} >= {"covid_cxr", "emory"}
+    for path in shipped:
+        assert len(load_config(path, CompareConfig).columns) >= 5
+    assert len(load_config(repo / "configs" / "embedders" / "emory_bulk.yaml", BulkImportConfig).models) == 5
