@@ -101,6 +101,7 @@ def timed(args: argparse.Namespace) -> dict:
     metrics = json.loads(paths["metrics"].read_text())
     out["per_model_seconds"] = {m: v["seconds"] for m, v in metrics["per_model"].items()}
     out["cka_seconds"] = metrics["cka_seconds"]
+    out["compare_steps"] = metrics["step_seconds"]
     out["n_shared"], out["n_partial"] = metrics["n_shared"], metrics["n_partial"]
     out["knn"] = {m: {k: v["knn"][k] for k in ("method", "recall_at_k", "seconds")} for m, v in metrics["per_model"].items()}
     out["pairs"] = metrics["pairs"]
@@ -146,6 +147,7 @@ def main() -> None:
     for k in ("cohort_seconds", "import_seconds", "cka_seconds", "compare_seconds", "total_seconds"):
         print(f"| {k.replace('_seconds', '')} | {t[k]} |")
     print(f"| per model (kNN + Leiden + UMAP) | {t['per_model_seconds']} |")
+    print(f"| compare steps | {t['compare_steps']} |")
     print(f"| peak RSS GB | {t['peak_rss_gb']} |")
     print(f"| load average before / after | {t['load_before']} / {t['load_after']} |")
     print(f"shared images {t['n_shared']}, partial {t['n_partial']}; kNN {t['knn']}")

@@ -197,19 +197,22 @@ def run_compare(cfg: CompareConfig, *, cohort: Path, store: Path, out: Path) -> 
     groups = units["patient_id"].astype(str).to_numpy()
     xs = load_shared(store, models, rows, augmentation=cfg.augmentation)
 
+    steps: dict[str, float] = {"load": time.perf_counter() - t0}
     t_cka = time.perf_counter()
     cka_rows = (np.sort(np.random.default_rng(cfg.seed).choice(len(rows), cfg.cka_max_n, replace=False))
                 if cfg.cka_max_n and cfg.cka_max_n < len(rows) else slice(None))
     norms = {m: gram_norm(xs[m][cka_rows]) for m in models}
     cka = {(a, b): linear_cka(xs[a][cka_rows], xs[b][cka_rows], norm_x=norms[a], norm_y=norms[b])
            for a, b in combinations(models, 2)}
-    cka_seconds = time.perf_counter() - t_cka
+    cka_seconds = steps["cka"] = time.perf_counter() - t_cka
+    t_step = time.perf_counter()
 
     views: dict[str, ModelView] = {}
     for m in models:
         views[m] = model_view(m, xs.pop(m), cfg)
         gc.collect()
 
+    steps["per_model"], t_step = time.perf_counter() - t_step, time.perf_counter()
     probe_rows = []
     for m in models:
         for col in columns:
@@ -219,6 +222,7 @@ def run_compare(cfg: CompareConfig, *, cohort: Path, store: Path, out: Path) -> 
             probe_rows.append({"model": m, "column": col, **res, "level_names": ";".join(levels)})
     probes = pd.DataFrame(probe_rows)
 
+    steps["probes"], t_step = time.perf_counter() - t_step, time.perf_counter()
     jac = {f"{a} | {b}": knn_jaccard(views[a].indices, views[b].indices) for a, b in combinations(models, 2)}
     pair_rows = []
     for a, b in combinations(models, 2):
@@ -245,6 +249,7 @@ def run_compare(cfg: CompareConfig, *, cohort: Path, store: Path, out: Path) -> 
     probes.to_csv(out / "probes.csv", index=False)
     group_jac.to_csv(out / "knn_jaccard_groups.csv", index=False)
 
+    steps["pairs_tables"], t_step = time.perf_counter() - t_step, time.perf_counter()
     figs = {"cka": heatmap(_pair_matrix(pairs, models, "cka"), title="Linear CKA (raw embeddings)",
                            path=fig_dir / "cka.png"),
             "jaccard": heatmap(_pair_matrix(pairs, models, "knn_jaccard"), title=f"Mean Jaccard of k={k} cosine "
@@ -269,6 +274,7 @@ def run_compare(cfg: CompareConfig, *, cohort: Path, store: Path, out: Path) -> 
             umap_figs.append((umap_panels(coords, vals, title=f"UMAP per model, coloured by {label}",
                                           path=fig_dir / f"umap_{i:02d}_{_safe(label)}.png"), f"coloured by {label}"))
 
+    steps["figures"], t_step = time.perf_counter() - t_step, time.perf_counter()
     montages, img_errors = [], []
     if _has_images(units):
         n_band = max(1, int(round(cfg.disagreement.fraction * len(rows))))
@@ -301,16 +307,18 @@ def run_compare(cfg: CompareConfig, *, cohort: Path, store: Path, out: Path) -> 
         pd.DataFrame(img_errors).to_csv(out / "errors.csv", index=False)
 
     paths: dict[str, Path] = {}
+    steps["montages"], t_step = time.perf_counter() - t_step, time.perf_counter()
     if cfg.atlas.enabled:
         first = views[models[0]]
         frame = clusters.assign(umap_1=first.coords[:, 0], umap_2=first.coords[:, 1])
         paths.update(export_atlas(atlas_table(frame, indices=first.indices, distances=first.distances),
                                   out=out / "atlas", application=cfg.atlas.application))
 
+    steps["atlas"] = time.perf_counter() - t_step
     metrics = {"models": models, "n_shared": int(len(rows)), "n_partial": int(len(missing)),
                "columns": columns, "knn_chance_jaccard": chance, "cka_rows": int(len(rows) if cfg.cka_max_n is None
                                                                                 else min(cfg.cka_max_n, len(rows))),
-               "cka_seconds": round(cka_seconds, 1), "pairs": pair_rows, "per_model": {m: v.summary for m, v in views.items()},
+               "cka_seconds": round(cka_seconds, 1), "step_seconds": {k: round(v, 1) for k, v in steps.items()}, "pairs": pair_rows, "per_model": {m: v.summary for m, v in views.items()},
                "probes": probes.drop(columns="level_names").to_dict("records"), "image_errors": len(img_errors),
                "seconds": round(time.perf_counter() - t0, 1)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
