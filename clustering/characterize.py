@@ -191,7 +191,7 @@ def survival(df: pd.DataFrame, *, time: str, event: str, subtype: str = "subtype
 
 
 def montage(paths: pd.Series, subtype: pd.Series, *, per_subtype: int, tile: int, seed: int,
-            figure: Path) -> tuple[Path | None, list[dict[str, str]]]:
+            figure: Path, title: str = "Sample images per subtype") -> tuple[Path | None, list[dict[str, str]]]:
     """Grid of ``per_subtype`` random images per subtype (rows) -> PNG, plus the images that failed to load."""
     from PIL import Image
 
@@ -234,5 +234,5 @@ def montage(paths: pd.Series, subtype: pd.Series, *, per_subtype: int, tile: int
                 ax.imshow(tiles[c], cmap="gray", vmin=0, vmax=255)
             if c == 0:
                 ax.set_title(f"{g}", fontsize=8, loc="left")
-    fig.suptitle("Sample images per subtype", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     return save_figure(fig, figure), errors

@@ -162,7 +162,10 @@ def _exact_components(x: np.ndarray, *, n_components: int, seed: int) -> tuple[t
         total += part_sum
         cross += part_cross
     mean = total / n
-    evals, evecs = torch.linalg.eigh((cross - n * torch.outer(mean, mean)) / max(n - 1, 1))
+    # numpy's LAPACK: MKL's multi-threaded eigh (torch) fails to converge on covariances with many zero
+    # eigenvalues (e.g. SqueezeNet features, 429 of 512 constant on the covid images)
+    cov = ((cross - n * torch.outer(mean, mean)) / max(n - 1, 1)).numpy()
+    evals, evecs = (torch.from_numpy(a) for a in np.linalg.eigh(cov))
     evals = evals.clamp(min=0)
     trace = float(evals.sum())
     kept = float(evals[-n_components:].sum()) / trace if trace > 0 else 1.0

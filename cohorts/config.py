@@ -130,6 +130,8 @@ from typing import Annotated, Literal  # noqa: E402
 
 from pydantic import Field, model_validator  # noqa: E402
 
+from .emory_tables import EmoryTable  # noqa: E402
+
 FRONTAL_VIEWS = ("PA", "AP", "AP Supine")
 
 
@@ -222,8 +224,11 @@ class EmorySource(StrictModel):
 
     kind: Literal["emory"]
     metadata: Path
-    tables: list[Path] = []          # findings and other tables (csv), each holding the join key
-    key: str = "image_id"            # join column present in every table (image or study key)
+    # findings and other tables (csv/parquet): a path (joined on `key`) or {path, key, on, columns}
+    # (e.g. findings keyed by accession, SDOH by patient); read with pyarrow (cohorts.emory_tables)
+    tables: list[Path | EmoryTable] = []
+    key: str = "image_id"            # join column of the metadata (and of tables given as a bare path)
+    keep_ids: Path | None = None     # keep only these metadata keys (.txt one per line, or a csv/parquet column `key`)
     dataset: str = "emory"
     image_root: Path | None = None
     columns: dict[str, str] = {}     # contract name -> column, as for CsvSource
