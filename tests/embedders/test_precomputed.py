@@ -65,11 +65,11 @@ def test_source_study_csv_import(tmp_path: Path) -> None:
 def test_unknown_augmentation_and_duplicates_are_errors(tmp_path: Path) -> None:
     manifest = _manifest(tmp_path)
     csv, df = _study_csv(tmp_path / "study.csv", np.random.default_rng(0))
+    df.assign(augmentation=df.augmentation.replace({"rotate45": "hflip"})).to_csv(csv, index=False)
     cfg = EmbeddersConfig.model_validate({"precomputed": [{"name": "s", "path": str(csv), "match_column": "dicom_id"}]})
-    with pytest.raises(PrecomputedError, match="rotate45"):
+    with pytest.raises(PrecomputedError, match="hflip"):
         run_embedders(cfg, manifest=manifest, store=tmp_path / "a.zarr")
     pd.concat([df, df.iloc[:1]]).to_csv(csv, index=False)
-    cfg.precomputed[0].augmentation_map = {"rotate45": "rot+45"}
     with pytest.raises(PrecomputedError, match="'dcm-3' appears more than once"):
         run_embedders(cfg, manifest=manifest, store=tmp_path / "b.zarr")
 
