@@ -29,8 +29,8 @@ class LogisticConfig(StrictModel):
 
 
 class LightGBMConfig(StrictModel):
-    """Gradient-boosted trees (see ``benchmarks.lgbm``): at most 100 trees as in the source study's probe,
-    early-stopped on a patient-grouped validation split of the training fold's original images; fewer bins,
+    """Gradient-boosted trees (see ``benchmarks.lgbm``): 100 trees as in the source study's probe (optionally
+    early-stopped on a patient-grouped validation split of the training fold's original images); fewer bins,
     half the features and rows per tree; threads from the host's free cores (``n_jobs: null``)."""
 
     n_estimators: int = Field(100, ge=1)       # trees at most
@@ -40,7 +40,7 @@ class LightGBMConfig(StrictModel):
     max_bin: int = Field(63, ge=3)
     feature_fraction: float = Field(0.5, gt=0, le=1)
     bagging_fraction: float = Field(0.5, gt=0, le=1)
-    early_stopping_rounds: int | None = Field(20, ge=1)   # null: all n_estimators trees, no validation split
+    early_stopping_rounds: int | None = Field(None, ge=1)   # null: all n_estimators trees, no validation split
     validation_fraction: float = Field(0.1, gt=0, lt=0.5)
     n_jobs: int | None = Field(None, ge=1)     # null: cores available minus the host's load average, at least 1
 
