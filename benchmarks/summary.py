@@ -23,17 +23,18 @@ CI_ESTIMATES = {
                    "(repeated CV, Nadeau-Bengio corrected)",
 }
 
-
-def task_seed(seed: int, key: tuple) -> list[int]:
-    """Bootstrap seed of one (dataset, label, model, probe): the config seed and a hash of the key, so a task's
-    interval does not depend on which other tasks ran or in which order."""
-    return [int(seed), zlib.crc32("\0".join(map(str, key)).encode())]
 # Fewer patients than this of one class in some test fold: for metrics computed within a class or over
 # (positive, negative) pairs the within-fold bootstrap has too few distinct resamples to be trusted (with one
 # positive per fold, AUROC is the same in every replicate that draws it); report.md shows the fold t-interval
 # in those cells (marked †). Accuracy pools both classes, so its bootstrap interval stays.
 MIN_CLASS_PATIENTS = 5
 CLASS_CONDITIONAL_METRICS = frozenset(METRICS) - {"accuracy"}
+
+
+def task_seed(seed: int, key: tuple) -> list[int]:
+    """Bootstrap seed of one (dataset, label, model, probe): the config seed and a hash of the key, so a task's
+    interval does not depend on which other tasks ran or in which order."""
+    return [int(seed), zlib.crc32("\0".join(map(str, key)).encode())]
 
 
 def summarize(oof: pd.DataFrame, folds: pd.DataFrame, *, cfg: BenchmarksConfig,
