@@ -29,12 +29,20 @@ class LogisticConfig(StrictModel):
 
 
 class LightGBMConfig(StrictModel):
-    """Gradient-boosted trees; 100 trees for parity with the source study's probe."""
+    """Gradient-boosted trees (see ``benchmarks.lgbm``): 100 trees as in the source study's probe (optionally
+    early-stopped on a patient-grouped validation split of the training fold's original images); fewer bins,
+    half the features and rows per tree; threads from the host's free cores (``n_jobs: null``)."""
 
-    n_estimators: int = Field(100, ge=1)
+    n_estimators: int = Field(100, ge=1)       # trees at most
     learning_rate: float = Field(0.1, gt=0)
     num_leaves: int = Field(31, ge=2)
-    n_jobs: int = Field(2, ge=1)
+    min_child_samples: int = Field(20, ge=1)
+    max_bin: int = Field(63, ge=3)
+    feature_fraction: float = Field(0.5, gt=0, le=1)
+    bagging_fraction: float = Field(0.5, gt=0, le=1)
+    early_stopping_rounds: int | None = Field(None, ge=1)   # null: all n_estimators trees, no validation split
+    validation_fraction: float = Field(0.1, gt=0, lt=0.5)
+    n_jobs: int | None = Field(None, ge=1)     # null: cores available minus the host's load average, at least 1
 
 
 class MLPConfig(StrictModel):
@@ -59,10 +67,24 @@ class BootstrapConfig(StrictModel):
 
 
 class SelectionConfig(StrictModel):
-    """Model selection: best mean AUROC; among models no paired test separates from it, the smallest embedding."""
+    """Model selection (see ``benchmarks.selection``): the best mean AUROC, unless a model equivalent to it within
+    ``margin`` (mean AUROC within the margin and, on every dataset/label, the 1 - 2 alpha paired interval of the
+    AUROC difference inside +-margin) has a probe that sees fewer dimensions. ``correction`` adjusts the
+    reported p-values of the paired tests (they do not decide the selection)."""
 
-    alpha: float = Field(0.05, gt=0, lt=1)
+    margin: float = Field(0.02, gt=0, lt=0.5)   # equivalence margin, in AUROC
+    alpha: float = Field(0.05, gt=0, lt=0.5)
     correction: Literal["holm", "bonferroni", "none"] = "holm"
+
+
+class ProcedureIntervalConfig(StrictModel):
+    """An interval for the *procedure* (refit on new training sets), not the fitted fold models: ``repeats``
+    repetitions of the K-fold CV with new patient-grouped folds; over all repeats x K fold values, the mean
+    +- t_(RK-1) sqrt((1/(RK) + n_test/n_train) SD^2) (Nadeau-Bengio corrected repeated CV, Bouckaert & Frank
+    2004). Costs ``repeats`` x the main CV; results.csv rows with ``ci_method = repeated_cv``."""
+
+    enabled: bool = False
+    repeats: int = Field(5, ge=2)
 
 
 class LabelNoiseConfig(StrictModel):
@@ -103,6 +125,7 @@ class BenchmarksConfig(StrictModel):
     lightgbm: LightGBMConfig = Field(default_factory=LightGBMConfig)
     mlp: MLPConfig = Field(default_factory=MLPConfig)
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
+    procedure_interval: ProcedureIntervalConfig = Field(default_factory=ProcedureIntervalConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     label_noise: LabelNoiseConfig = Field(default_factory=LabelNoiseConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from embedders.precomputed import KNOWN_FLAT_LAYOUTS
 from embedders.store import EmbeddingStore
 
 from .config import BenchmarksConfig, Pooling
@@ -62,7 +63,8 @@ class Features:
     """Pooled embeddings of the sampled images for one model.
 
     ``X[aug]`` (n_images, d) float32 rows aligned to ``image_ids`` (NaN where the store has no row),
-    ``available[aug]`` (n_images,) bool, ``stored_shape`` the per-image shape in the store.
+    ``available[aug]`` (n_images,) bool, ``stored_shape`` the per-image shape in the store, ``pooling_note``
+    what the pooling did, in words.
     """
 
     model: str
@@ -71,20 +73,56 @@ class Features:
     image_ids: np.ndarray
     X: dict[str, np.ndarray]
     available: dict[str, np.ndarray]
+    pooling_note: str = ""
 
     @property
     def size(self) -> int:
         """Number of stored values per image (1024 for (1024,), 24576 for (32, 768))."""
         return int(np.prod(self.stored_shape))
 
+    @property
+    def probe_dim(self) -> int:
+        """Features per image the probe sees after pooling (768 for (32, 768) mean-pooled, 1024 for (1024,))."""
+        return int(self.X["original"].shape[1])
+
+
+def pooling_note(model: str, stored_shape: tuple[int, ...], pooling: Pooling, *, explicit: bool) -> str:
+    """What ``pooling`` does to per-image ``stored_shape``, in words; raises when an explicitly configured
+    pooling (``pooling_per_model``) cannot apply. A flat vector whose length is a known flattened token layout
+    (e.g. 24576 = CXR-Foundation's 32 x 768) gets a note that pooling did not act on it."""
+    if len(stored_shape) == 2:
+        t, d = stored_shape
+        out = {"flatten": t * d, "mean": d, "cls": d}[pooling]
+        what = {"flatten": "flattened", "mean": "mean over tokens", "cls": "token 0 kept"}[pooling]
+        return f"{t} x {d} tokens, {what} -> {out} dims"
+    if len(stored_shape) != 1:
+        raise BenchmarkInputError(f"model {model!r}: per-image shape {list(stored_shape)} is neither (D,) nor "
+                                  "(T, D); re-import it with a token_shape")
+    (d,) = stored_shape
+    if explicit and pooling != "flatten":
+        raise BenchmarkInputError(f"pooling_per_model[{model!r}] = {pooling!r} cannot apply: the store holds one "
+                                  f"vector of {d} per image, not tokens. Remove the entry, or re-import the "
+                                  "embeddings with their token_shape (embedders precomputed.token_shape)")
+    note = f"one vector of {d} per image; pooling '{pooling}' does not apply, used as is"
+    if d in KNOWN_FLAT_LAYOUTS:
+        shape, what = KNOWN_FLAT_LAYOUTS[d]
+        note += (f". NOTE: {d} = {shape[0]} x {shape[1]}, the flattened layout of {what}: if these are tokens, "
+                 f"the probe sees {d} dims instead of {shape[1]}; re-import with token_shape [{shape[0]}, {shape[1]}]")
+    return note
+
 
 def load_features(store: EmbeddingStore, model: str, image_ids: np.ndarray, *, augmentations: list[str],
-                  pooling: Pooling) -> Features:
-    """Read, pool and keep in memory the rows of ``image_ids`` for each augmentation (float32)."""
-    X, available, shape = {}, {}, ()
+                  pooling: Pooling, explicit_pooling: bool = False) -> Features:
+    """Read, pool and keep in memory the rows of ``image_ids`` for each augmentation (float32).
+
+    ``explicit_pooling``: the pooling was set for this model (``pooling_per_model``), so one that cannot
+    apply is an error rather than a note (see :func:`pooling_note`)."""
+    X, available, shape, note = {}, {}, (), ""
     for aug in augmentations:
         ids, arr = store.read(model, aug)
-        shape = tuple(arr.shape[1:])
+        if not note:
+            shape = tuple(arr.shape[1:])
+            note = pooling_note(model, shape, pooling, explicit=explicit_pooling)
         pos = pd.Index(ids).get_indexer(image_ids)
         have = pos >= 0
         rows = pos[have]
@@ -96,7 +134,9 @@ def load_features(store: EmbeddingStore, model: str, image_ids: np.ndarray, *, a
         X[aug], available[aug] = out, have
         log.info("%s/%s: %d of %d sampled images, pooled %s -> %d", model, aug, have.sum(), len(image_ids),
                  shape, pooled.shape[1])
-    return Features(model, pooling, shape, np.asarray(image_ids), X, available)
+    if "NOTE" in note:
+        log.warning("%s: %s", model, note)
+    return Features(model, pooling, shape, np.asarray(image_ids), X, available, note)
 
 
 def train_augmentations(store: EmbeddingStore, model: str, cfg: BenchmarksConfig) -> list[str]:

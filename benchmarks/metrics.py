@@ -66,7 +66,7 @@ def fold_t_interval(values: np.ndarray, *, level: float = 0.95) -> tuple[float, 
 
 def cluster_bootstrap(y: np.ndarray, score: np.ndarray, groups: np.ndarray, *, folds: np.ndarray | None = None,
                       threshold: float = 0.5, n_boot: int = 1000, level: float = 0.95,
-                      seed: int = 0) -> dict[str, tuple[float, float]]:
+                      seed: int | list[int] = 0) -> dict[str, tuple[float, float]]:
     """Percentile CI of each metric, resampling *patients* (``groups``) with replacement.
 
     Every image of a drawn patient enters with the patient's draw count as weight, so correlated images of

@@ -13,6 +13,7 @@ from sklearn.neural_network import MLPClassifier
 from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
 from .config import BenchmarksConfig, Pooling, ProbeName
+from .lgbm import fit_lightgbm
 
 
 def pool(x: np.ndarray, method: Pooling) -> np.ndarray:
@@ -76,16 +77,22 @@ def choose_C(train: TrainSet, *, cfg: BenchmarksConfig, seed: int) -> float:
     return float(grid[int(np.argmax(scores))])
 
 
+def validation_split(train: TrainSet, *, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A patient-grouped, stratified validation split of the fold's *original* images: ``(val (v,) row indices,
+    fit_rows (n,) bool)``; the validation patients' augmented rows are left out of ``fit_rows`` too."""
+    orig = np.flatnonzero(train.original)
+    n_splits = max(2, round(1 / fraction))
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    _, val_orig = next(splitter.split(orig, train.y[orig], groups=train.groups[orig]))
+    val = orig[val_orig]
+    return val, ~np.isin(train.groups, np.unique(train.groups[val]))
+
+
 def _fit_mlp(train: TrainSet, *, cfg: BenchmarksConfig, seed: int) -> tuple[MLPClassifier, int]:
     """An MLP trained one epoch at a time on the fold minus a patient-grouped validation split (originals only);
     returns it with the weights of the epoch (1-based, also returned) with the best validation AUROC."""
     mc = cfg.mlp
-    orig = np.flatnonzero(train.original)
-    n_splits = max(2, round(1 / mc.validation_fraction))
-    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    _, val_orig = next(splitter.split(orig, train.y[orig], groups=train.groups[orig]))
-    val = orig[val_orig]
-    fit_rows = ~np.isin(train.groups, np.unique(train.groups[val]))
+    val, fit_rows = validation_split(train, fraction=mc.validation_fraction, seed=seed)
     X, y = train.X[fit_rows], train.y[fit_rows]
     model = MLPClassifier(hidden_layer_sizes=tuple(mc.hidden), alpha=mc.alpha, batch_size=mc.batch_size,
                           learning_rate_init=mc.learning_rate, random_state=seed)
@@ -114,13 +121,10 @@ def fit_predict(probe: ProbeName, train: TrainSet, X_test: np.ndarray, *, cfg: B
         model = _fit(_logistic(C, cfg), train.X, train.y)
         return model.predict_proba(X_test)[:, 1], {"C": C}
     if probe == "lightgbm":
-        import lightgbm as lgb
-
         lc = cfg.lightgbm
-        model = lgb.LGBMClassifier(n_estimators=lc.n_estimators, learning_rate=lc.learning_rate,
-                                   num_leaves=lc.num_leaves, n_jobs=lc.n_jobs, random_state=seed, verbose=-1)
-        model.fit(train.X, train.y)
-        return model.predict_proba(X_test)[:, 1], {}
+        val, fit_rows = (validation_split(train, fraction=lc.validation_fraction, seed=seed)
+                         if lc.early_stopping_rounds else (None, None))
+        return fit_lightgbm(train.X, train.y, X_test, lc=lc, seed=seed, val=val, fit_rows=fit_rows)
     if probe == "mlp":
         model, epoch = _fit_mlp(train, cfg=cfg, seed=seed)
         return model.predict_proba(X_test)[:, 1], {"epochs": epoch}

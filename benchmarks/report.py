@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from .config import BenchmarksConfig
-from .summary import CLASS_CONDITIONAL_METRICS, MIN_CLASS_PATIENTS
+from .data import Features
+from .summary import CI_ESTIMATES, CLASS_CONDITIONAL_METRICS, MIN_CLASS_PATIENTS
 
 
 def metric_table(results: pd.DataFrame, *, metric: str, probe: str) -> str:
@@ -52,8 +53,12 @@ def _df_table(df: pd.DataFrame, *, floatfmt: str = "{:.4g}") -> str:
 
 def write_report(out: Path, *, cfg: BenchmarksConfig, results: pd.DataFrame, comparisons: pd.DataFrame,
                  selection: dict, missing: pd.DataFrame, skipped: pd.DataFrame, n_sampled: int, figures: list[Path],
-                 transfer: pd.DataFrame | None = None, noise: pd.DataFrame | None = None) -> Path:
-    """Write ``out/report.md`` and return its path; figures are linked relative to ``out``."""
+                 transfer: pd.DataFrame | None = None, noise: pd.DataFrame | None = None,
+                 features: list[Features] = (), warnings: list[str] = ()) -> Path:
+    """Write ``out/report.md`` and return its path; figures are linked relative to ``out``.
+
+    ``features``: the benchmarked models (for the probe-input table); ``warnings``: patient-id warnings
+    (``patients.patient_id_warnings``), shown near the top in words."""
     first = results.drop_duplicates(["dataset", "label"])
     parts = [
         "# Embedding benchmark",
@@ -65,7 +70,13 @@ def write_report(out: Path, *, cfg: BenchmarksConfig, results: pd.DataFrame, com
         f"*patient-level cluster bootstrap* percentile interval ({cfg.bootstrap.n_boot} resamples of the patients "
         "within each test fold of the pooled out-of-fold predictions; all images of a patient move together). "
         "The fold-based t-interval (mean +- t_(K-1) SD/sqrt(K)) "
-        "is in `results.csv` (`ci_method = fold_t`). No result comes from a single fold. Best model per row "
+        "is in `results.csv` (`ci_method = fold_t`). What each interval estimates (`ci_estimates` in "
+        "`results.csv`): the patient bootstrap covers " + CI_ESTIMATES["patient_bootstrap"] + "; the fold "
+        "t-interval is " + CI_ESTIMATES["fold_t"] + "; "
+        + ("the repeated-CV interval (`ci_method = repeated_cv`, "
+           f"{cfg.procedure_interval.repeats} repeats) covers " + CI_ESTIMATES["repeated_cv"]
+           if cfg.procedure_interval.enabled else "an interval for the procedure itself (refitting) is off: "
+           "enable `procedure_interval`") + ". No result comes from a single fold. Best model per row "
         f"in bold. Accuracy uses the probability cut-off {cfg.threshold}. † marks AUROC cells of tasks where some "
         f"test fold holds fewer than {MIN_CLASS_PATIENTS} patients of a class: there the within-fold bootstrap has "
         "too few distinct resamples and its interval is too narrow to trust, so the cell shows the fold t-interval "
@@ -75,18 +86,33 @@ def write_report(out: Path, *, cfg: BenchmarksConfig, results: pd.DataFrame, com
         f"(dataset, label, image) rows; {missing.image_id.nunique() if len(missing) else 0} sampled image(s) have "
         "no embedding for at least one model and are left out for every model (listed in `missing.csv`).",
     ]
+    parts += ["## Patient ids"]
+    parts += [f"**Warning:** {w}." for w in warnings] or [
+        f"No patient-id warning: {results.n_patients.max() if len(results) else 0} patients at most per task; the "
+        "folds are grouped by the sample's patient_id."]
+    if features:
+        parts += ["## What each probe sees", _df_table(pd.DataFrame(
+            [{"model": f.model, "stored per image": " x ".join(map(str, f.stored_shape)), "pooling": f.pooling,
+              "probe input dims": f.probe_dim, "note": f.pooling_note} for f in features]))]
     for probe in cfg.probes:
         parts += [f"## Accuracy ({probe} probe)", metric_table(results, metric="accuracy", probe=probe),
                   f"## AUROC ({probe} probe)", metric_table(results, metric="auroc", probe=probe)]
     parts += ["## Model selection",
               f"Selected **{selection['model']}** (augmentation `{selection['augmentation']}`, pooling "
-              f"`{selection['pooling']}`, probe {selection['probe']}): {selection['reason']}.",
+              f"`{selection['pooling']}`, probe {selection['probe']}, probe input {selection['probe_input_dims']} "
+              f"dims): {selection['reason']}.",
+              f"Rule: {selection['rule']}.",
               "## Paired comparisons",
-              f"DeLong test on pooled out-of-fold scores and Nadeau-Bengio corrected resampled t-test over folds; "
+              "`fold_mean_diff`: difference of the mean-over-folds AUROCs (a - b) with its "
+              f"{cfg.bootstrap.level:.0%} interval from a fold-stratified, patient-clustered DeLong test (DeLong "
+              "within each test fold, where one fitted model scored disjoint patients, with all images of a patient "
+              "as one cluster; pooled out-of-fold scores mix K models and are not tested). Like the patient "
+              "bootstrap it holds the fitted models fixed. Nadeau-Bengio corrected resampled t-test over folds; "
               f"p-values adjusted ({cfg.selection.correction}) over all rows of each test. Full table: "
               "`comparisons.csv`.",
-              _df_table(comparisons[["dataset", "label", "probe", "model_a", "model_b", "diff", "delong_p_adj",
-                                     "nb_p_adj"]].head(40)) if len(comparisons) else "_one model: nothing to compare_"]
+              _df_table(comparisons[["dataset", "label", "probe", "model_a", "model_b", "fold_mean_diff",
+                                     "diff_ci_low", "diff_ci_high", "delong_p_adj", "nb_p_adj"]].head(40))
+              if len(comparisons) else "_one model: nothing to compare_"]
     if len(missing):
         parts += ["## Sampled images without embeddings",
                   _df_table(missing.groupby(["model", "dataset", "label", "reason"]).size()

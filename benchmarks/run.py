@@ -24,6 +24,8 @@ from .crossval import Task
 from .data import BenchmarkInputError, Features, load_features, load_sample, missing_images, train_augmentations
 from .figures import label_noise_figure, roc_figures
 from .grid import run_grid
+from .patients import patient_id_warnings
+from .procedure import repeated_folds
 from .report import metric_table, write_report
 from .selection import select_model
 from .splits import SplitError, patient_folds
@@ -76,7 +78,10 @@ def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Pat
         raise BenchmarkInputError(f"models {absent or models} not in store {store} (it has {st.models()})")
     images = sample["image_id"].unique()
     features = [load_features(st, m, images, augmentations=train_augmentations(st, m, cfg),
-                              pooling=cfg.pooling_for(m)) for m in models]
+                              pooling=cfg.pooling_for(m), explicit_pooling=m in cfg.pooling_per_model) for m in models]
+    warnings = patient_id_warnings(sample, st, models)
+    for w in warnings:
+        log.warning("patient ids: %s", w)
     missing = missing_images(sample, features, st)
     if len(missing):
         log.warning("%d sampled image(s) have no embedding for some model; they are left out for every "
@@ -88,13 +93,17 @@ def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Pat
     fits = run_grid(jobs, cfg=cfg, workers=workers, scheduler=scheduler)
     oof = pd.concat([o for o, _ in fits], ignore_index=True)
     per_fold = pd.concat([k for _, k in fits], ignore_index=True)
+    repeated = repeated_folds(tasks, features, cfg=cfg, main=per_fold) if cfg.procedure_interval.enabled else None
     t_cv = time.perf_counter() - t0 - t_load
 
-    results = summarize(oof, per_fold, cfg=cfg)
-    comparisons = compare_models(oof, per_fold, correction=cfg.selection.correction)
-    selection = select_model(results, comparisons, sizes={f.model: f.size for f in features},
+    results = summarize(oof, per_fold, cfg=cfg, repeated=repeated)
+    comparisons = compare_models(oof, per_fold, correction=cfg.selection.correction, level=cfg.bootstrap.level,
+                                 equivalence_level=1 - 2 * cfg.selection.alpha)
+    selection = select_model(results, comparisons, probe_dims={f.model: f.probe_dim for f in features},
+                             stored_shapes={f.model: f.stored_shape for f in features},
                              poolings={f.model: f.pooling for f in features}, probe=cfg.probes[0],
-                             alpha=cfg.selection.alpha)
+                             margin=cfg.selection.margin, alpha=cfg.selection.alpha)
+    selection["patient_id_warnings"] = warnings
     paths = {"results": out / "results.csv", "folds": out / "folds.csv", "oof": out / "oof.parquet",
              "comparisons": out / "comparisons.csv", "selection": out / "selection.json",
              "missing": out / "missing.csv", "skipped": out / "skipped.csv"}
@@ -113,6 +122,9 @@ def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Pat
         transfer = transfer_study(tasks, features, cfg=cfg)
         paths["transfer"] = out / "transfer.csv"
         transfer.to_csv(paths["transfer"], index=False)
+    if repeated is not None:
+        paths["repeated_folds"] = out / "repeated_folds.csv"
+        repeated.to_csv(paths["repeated_folds"], index=False)
     if cfg.label_noise.enabled:
         noise = label_noise_study(tasks, features, cfg=cfg)
         paths["label_noise"] = out / "label_noise.csv"
@@ -120,14 +132,16 @@ def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Pat
         figures.append(label_noise_figure(noise, out / "figures" / "label_noise.png"))
     paths["report"] = write_report(out, cfg=cfg, results=results, comparisons=comparisons, selection=selection,
                                    missing=missing, skipped=skipped, n_sampled=len(sample), figures=figures,
-                                   transfer=transfer, noise=noise)
+                                   transfer=transfer, noise=noise, features=features, warnings=warnings)
     timings = {"load_s": round(t_load, 2), "cv_s": round(t_cv, 2), "total_s": round(time.perf_counter() - t0, 2)}
     paths["run"] = write_run_record(out, cfg, stage="benchmarks", extra={
         "inputs": {"cohort": str(cohort), "store": str(store),
                    "sample_sha256": sha256_file(Path(cohort) / "sample.parquet"),
                    "store_manifest_sha256": st.manifest_sha256},
         "models": {f.model: {"stored_shape": list(f.stored_shape), "pooling": f.pooling,
+                             "probe_input_dims": f.probe_dim, "pooling_note": f.pooling_note,
                              "augmentations": list(f.X)} for f in features},
+        "patient_id_warnings": warnings,
         "n_missing_images": int(missing["image_id"].nunique()) if len(missing) else 0,
         "skipped_tasks": skipped.to_dict(orient="records"),
         "timings": timings})
@@ -154,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"AUROC ({cfg.probes[0]} probe), as in report.md:")
     print(metric_table(pd.read_csv(paths["results"]), metric="auroc", probe=cfg.probes[0]))
     print(f"selected: {sel['model']} ({sel['reason']})")
+    for w in sel["patient_id_warnings"]:
+        print(f"WARNING (patient ids): {w}")
     print(f"report: {paths['report']}")
     return 0
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -35,6 +35,19 @@ class PrecomputedSpec(StrictModel):
     augmentation_map: dict[str, AugmentationName] = Field(default_factory=dict)   # file value -> store name
     ids_path: Path | None = None                # .npy only: a .npy/.txt of ids aligned with its rows
     version: str = ""                            # free text stamped into the store attrs
+    # Per-image shape: "auto" reads it from the columns (embedding_T_D names, or a known flattened layout such as
+    # CXR-Foundation's 24576 = 32 x 768), "flat" keeps one vector, [T, D] reshapes the flat values row-major.
+    token_shape: list[int] | Literal["auto", "flat"] = "auto"
+    patient_column: str | None = None           # patient id column: in the file, or in patient_table when given
+    patient_table: Path | None = None           # .csv/.parquet with id_column and patient_column (e.g. MIMIC metadata)
+
+    @model_validator(mode="after")
+    def _check_patients(self) -> "PrecomputedSpec":
+        if isinstance(self.token_shape, list) and (not self.token_shape or min(self.token_shape) < 1):
+            raise ValueError(f"token_shape must be positive sizes like [32, 768], got {self.token_shape}")
+        if self.patient_table is not None and self.patient_column is None:
+            raise ValueError("patient_table needs patient_column (the column of the table holding patient ids)")
+        return self
 
 
 class EmbeddersConfig(StrictModel):

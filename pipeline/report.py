@@ -81,12 +81,14 @@ def _benchmark(run: Path) -> str:
         out += [f"<div class=why><b>Selected: {html.escape(str(selection.get('model')))}</b> "
                 f"(probe {html.escape(str(selection.get('probe')))}, pooling {html.escape(str(selection.get('pooling')))})"
                 f"<br>{html.escape(str(selection.get('reason')))}</div>", _html_table(candidates)]
+        out += [f"<p><b>Warning (patient ids):</b> {html.escape(w)}.</p>"
+                for w in selection.get("patient_id_warnings", [])]
     comparisons = _csv(folder / "comparisons.csv")
     if comparisons is not None and len(comparisons):
         cols = [c for c in ("dataset", "label", "probe", "model_a", "model_b", "auroc_a", "auroc_b", "delong_p_adj",
                             "nb_p_adj") if c in comparisons]
-        out.append("<h3>Paired comparisons (DeLong on pooled out-of-fold scores; Nadeau-Bengio corrected t over "
-                   "folds; p adjusted for multiple comparisons)</h3>" + _html_table(comparisons[cols]))
+        out.append("<h3>Paired comparisons (fold-stratified, patient-clustered DeLong; Nadeau-Bengio corrected t "
+                   "over folds; p adjusted for multiple comparisons)</h3>" + _html_table(comparisons[cols]))
     skipped = _csv(folder / "skipped.csv")
     if skipped is not None and len(skipped):
         out.append("<h3>Tasks that could not be run</h3>" + _html_table(skipped))

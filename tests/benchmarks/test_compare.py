@@ -112,3 +112,43 @@ def test_compare_models_pairs_and_adjusts():
     row = cmp[(cmp.model_a == "bad") & (cmp.model_b == "good")].iloc[0]
     assert row.delong_p_adj < 0.001 and row.delong_p_adj >= row.delong_p
     assert (cmp.delong_p_adj >= cmp.delong_p).all() and (cmp.nb_p_adj >= cmp.nb_p).all()
+
+
+def test_clustered_delong_equals_delong_with_one_image_per_patient():
+    from benchmarks.compare import clustered_delong
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 120)
+    a, b = y + rng.normal(size=120), 0.5 * y + rng.normal(size=120)
+    auc, cov = clustered_delong(y, np.vstack([a, b]), np.arange(120))
+    ref = delong_test(y, a, b)
+    z = (auc[0] - auc[1]) / np.sqrt(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    assert auc == pytest.approx([ref["auc_a"], ref["auc_b"]]) and z == pytest.approx(ref["z"], rel=1e-10)
+
+
+def test_clustered_delong_is_not_fooled_by_copies_of_a_patient():
+    """Each patient's image copied 3 times: plain DeLong sees 3x the data (SE / sqrt(3)), the clustered
+    variance (Obuchowski 1997) stays that of the patients (exactly, with one class per patient)."""
+    from benchmarks.compare import clustered_delong
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 80)
+    s = np.vstack([y + rng.normal(size=80), rng.normal(size=80)])
+    _, cov1 = clustered_delong(y, s, np.arange(80))
+    _, cov3 = clustered_delong(np.tile(y, 3), np.tile(s, 3), np.tile(np.arange(80), 3))
+    naive = delong_test(np.tile(y, 3), np.tile(s[0], 3), np.tile(s[1], 3))
+    assert cov3 == pytest.approx(cov1, rel=1e-10) and cov1[0, 0] > 0
+    assert naive["z"] == pytest.approx(delong_test(y, s[0], s[1])["z"] * np.sqrt(3), rel=0.02)
+
+
+def test_fold_clustered_delong_averages_fold_differences():
+    from benchmarks.compare import fold_clustered_delong
+
+    rng = np.random.default_rng(5)
+    n = 300
+    y, fold, groups = rng.integers(0, 2, n), np.arange(n) % 5, np.arange(n) // 2
+    a, b = y + rng.normal(size=n), 0.3 * y + rng.normal(size=n)
+    out = fold_clustered_delong(y, a, b, groups, fold)
+    per_fold = [roc_auc_score(y[fold == k], a[fold == k]) - roc_auc_score(y[fold == k], b[fold == k])
+                for k in range(5)]
+    assert out["diff"] == pytest.approx(np.mean(per_fold)) and out["p"] < 0.01 and out["se"] > 0

@@ -58,3 +58,21 @@ def test_inner_cv_picks_a_grid_value_and_reports_it():
     assert C in (0.1, 10.0)                                  # 1e-4 keeps only the mean difference
     _, params = fit_predict("logistic", TrainSet(X, y, groups, original), X[:5], cfg=cfg, seed=0)
     assert params["C"] == C
+
+
+def test_lightgbm_early_stops_on_patient_grouped_originals_and_picks_threads(monkeypatch):
+    import benchmarks.lgbm as lgbm
+
+    rng = np.random.default_rng(7)
+    X, y = _data(rng, 600)
+    groups = np.repeat(np.arange(300), 2)                 # two rows per patient: an original and a copy
+    original = np.tile([True, False], 300)
+    cfg = BenchmarksConfig(lightgbm={"n_estimators": 200, "early_stopping_rounds": 5, "n_jobs": 1})
+    X_test, y_test = _data(rng, 200)
+    score, params = fit_predict("lightgbm", TrainSet(X, y, groups.astype(str), original), X_test, cfg=cfg, seed=0)
+    assert roc_auc_score(y_test, score) > 0.75
+    assert 1 <= params["trees"] < 200 and params["threads"] == 1
+    monkeypatch.setattr(lgbm.os, "getloadavg", lambda: (30.0, 0.0, 0.0))      # a host busier than its cores
+    assert lgbm.lightgbm_threads(None) == 1 and lgbm.lightgbm_threads(3) == 3
+    monkeypatch.setattr(lgbm.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert lgbm.lightgbm_threads(None) == len(lgbm.os.sched_getaffinity(0))
