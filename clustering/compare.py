@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cohorts.config import load_config, read_yaml
+from cohorts.config import load_stage_config
 from cohorts.provenance import write_run_record
 from embedders.bulk import alignment_table
 from embedders.store import EmbeddingStore
@@ -408,8 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        section = "compare" if "compare" in read_yaml(args.config) else None
-        paths = run_compare(load_config(args.config, CompareConfig, section=section), cohort=args.cohort,
+        paths = run_compare(load_stage_config(args.config, CompareConfig, section="compare"), cohort=args.cohort,
                             store=args.store, out=args.out)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 from tqdm.auto import tqdm
 
-from cohorts.config import StrictModel, load_config, read_yaml
+from cohorts.config import StrictModel, load_stage_config
 from cohorts.provenance import library_versions, now_iso, sha256_file, sha256_json, write_run_record
 from .augment import AUGMENTATIONS
 from .config import PrecomputedSpec
@@ -222,6 +222,11 @@ def alignment_path(store: Path) -> Path:
     return store.with_name(store.name + ".alignment.csv")
 
 
+def load_bulk_config(path: str | Path) -> BulkImportConfig:
+    """A bulk-import YAML, or the ``embedders_bulk`` section of a larger config."""
+    return load_stage_config(path, BulkImportConfig, section="embedders_bulk")
+
+
 def run_bulk_import(cfg: BulkImportConfig, *, manifest: Path, store: Path, out: Path | None = None) -> dict[str, Path]:
     """Import every model of ``cfg`` into ``store`` (created or resumed) and write the alignment table.
 
@@ -260,9 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        section = "embedders_bulk" if "embedders_bulk" in read_yaml(args.config) else None
-        paths = run_bulk_import(load_config(args.config, BulkImportConfig, section=section), manifest=args.manifest,
-                                store=args.store)
+        paths = run_bulk_import(load_bulk_config(args.config), manifest=args.manifest, store=args.store)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -12,6 +12,7 @@ import pytest
 from benchmarks.config import load_benchmarks_config
 from clustering.config import load_clustering_config
 from cohorts.run import load_cohorts_config
+from embedders.bulk import load_bulk_config
 from embedders.config import load_embedders_config
 from fusion.config import load_fusion_config
 from fusion.survival import load_survival_config
@@ -21,7 +22,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 LOADERS = {"cohorts": load_cohorts_config, "embedders": load_embedders_config, "benchmarks": load_benchmarks_config,
            "fusion": load_fusion_config, "clustering": load_clustering_config}
 COMPOSED = sorted(CONFIGS.glob("*.yaml"))
-OWN = sorted((stage, path) for stage in LOADERS for path in (CONFIGS / stage).glob("*.yaml"))
+OWN = sorted((stage, path) for stage in LOADERS for path in (CONFIGS / stage).glob("*.yaml")
+             if not path.name.endswith("_bulk.yaml"))    # python -m embedders.bulk, checked below
 
 
 def test_there_are_configs_to_check() -> None:
@@ -49,3 +51,8 @@ def test_every_stage_reads_its_own_configs(stage: str, path: Path) -> None:
 @pytest.mark.parametrize("path", sorted((CONFIGS / "survival").glob("*.yaml")), ids=lambda p: p.name)
 def test_survival_reads_its_own_configs(path: Path) -> None:
     load_survival_config(path)
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "embedders").glob("*_bulk.yaml")), ids=lambda p: p.name)
+def test_bulk_import_reads_its_configs(path: Path) -> None:
+    load_bulk_config(path)
