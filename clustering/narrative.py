@@ -60,7 +60,8 @@ def _differences(units: pd.DataFrame, schema: dict[str, dict], group: str, *, su
             if not len(ins) or not len(out):
                 continue
             pa, pb = 100 * ins.mean(), 100 * out.mean()
-            if abs(pa - pb) >= MIN_POINTS:
+            # a category's deficit is another's excess: name categories only where they are more frequent
+            if abs(pa - pb) >= MIN_POINTS and (spec["type"] == "binary" or pa > pb):
                 what = var if spec["type"] == "binary" else f"{var} = {lev}"
                 # for a 0/1 variable Cliff's delta equals the difference in proportions: one scale for ranking
                 found.append((abs(pa - pb) / 100, f"{'more' if pa > pb else 'less'} often {what} "

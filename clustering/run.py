@@ -33,7 +33,7 @@ from .inputs import Points, load_cohort, load_points
 from .knn import build_knn
 from .leiden import connectivities, sweep
 from .narrative import CAVEAT, describe_subtypes
-from .report import TABLE1_LEGEND, Section, plain_warning, write_report
+from .report import TABLE1_LEGEND, Section, format_p, plain_warning, write_report
 from .stability import subsample_stability
 from .studies import cross_dataset_study, label_noise_study
 from .umap_embed import layout_quality, scatter, umap_layout
@@ -245,7 +245,8 @@ def _report_sections(units, knn, leiden, stab, umap_how, sweep_png, conf_png, um
                                  "uncertain and not_mentioned labels are counted but left out of the prevalence.")]
                         if len(enrich) else []))
     s_text = [f"Log-rank test across subtypes: chi2 = {surv['logrank_chi2']:.2f} on {surv['logrank_df']} df, "
-              f"p = {surv['logrank_p']:.3g} (n = {surv['n']}, events = {surv['events']})."] if "logrank_p" in surv else [
+              f"p {'< 0.001' if surv['logrank_p'] < 1e-3 else '= ' + format_p(surv['logrank_p'])} (n = {surv['n']}, "
+              f"events = {surv['events']}): the subtypes differ in survival when p is small."] if "logrank_p" in surv else [
         str(surv.get("note", "no survival analysis"))]
     if "cox_error" in surv:
         s_text.append(str(surv["cox_error"]))
