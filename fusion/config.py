@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cohorts.config import ConfigError, StrictModel, read_yaml, validate_config
+from cohorts.config import ConfigError, StrictModel, read_config, validate_config
 from fusion.survival_config import SurvivalConfig
 
 SerialPolicy = Literal["first_within_window", "last", "all"]
@@ -117,7 +117,7 @@ class FusionConfig(StrictModel):
 
 def load_fusion_config(path: str | Path) -> FusionConfig:
     """Load a fusion YAML or the ``fusion`` section of a composed pipeline config."""
-    data = read_yaml(path)
+    data = read_config(path)
     if "fusion" in data:
         section = data["fusion"] or {}
         if not isinstance(section, dict):

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cohorts.config import ConfigError, read_yaml, validate_config
+from cohorts.config import ConfigError, read_config, read_yaml, validate_config
 from cohorts.provenance import write_run_record
 from core import cli
 from fusion.clinical import ClinicalEncoder, SchemaError
@@ -648,7 +648,7 @@ def _json_default(obj: object) -> object:
 
 def load_survival_config(path: str | Path) -> SurvivalConfig:
     """A survival YAML, or the ``survival`` section of a fusion or composed pipeline config."""
-    data = read_yaml(path)
+    data = read_config(path)
     if "fusion" in data:
         data, source = (data["fusion"] or {}).get("survival", {}), f"{path} [fusion.survival]"
     elif "survival" in data:

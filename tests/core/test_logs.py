@@ -14,22 +14,26 @@ from core.logs import RepeatFilter, progress_to_terminal_only
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_repeated_warning_is_shown_once_and_counted(caplog) -> None:
+def test_repeated_warning_is_shown_once_and_counted() -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append          # type: ignore[method-assign]
     repeats = RepeatFilter()
-    caplog.handler.addFilter(repeats)
-    log = logging.getLogger("fusion.clinical")
-    with caplog.at_level(logging.INFO):
-        for _ in range(5):       # once per fold
-            log.warning("clinical column '%s' has no observed training value; it will stay masked", "lactate")
-        log.warning("another message")
-        log.error("errors always pass")
-        log.error("errors always pass")
-        repeats.summary()
-    messages = [r.getMessage() for r in caplog.records]
-    assert messages == ["clinical column 'lactate' has no observed training value; it will stay masked",
-                        "another message", "errors always pass", "errors always pass",
-                        "clinical column 'lactate' has no observed training value; it will stay masked "
-                        "(repeated 5 times in all)"]
+    handler.addFilter(repeats)
+    log = logging.getLogger("test_logs.fusion.clinical")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    for _ in range(5):       # once per fold
+        log.warning("clinical column '%s' has no observed training value; it will stay masked", "lactate")
+    log.warning("another message")
+    log.error("errors always pass")
+    log.error("errors always pass")
+    repeats.summary()
+    assert [r.getMessage() for r in records] == [
+        "clinical column 'lactate' has no observed training value; it will stay masked", "another message",
+        "errors always pass", "errors always pass",
+        "clinical column 'lactate' has no observed training value; it will stay masked (repeated 5 times in all)"]
 
 
 def test_progress_bars_only_on_a_terminal(capsys) -> None:
