@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cohorts.provenance import sha256_file, write_run_record
+from core import cli
 from embedders.store import EmbeddingStore
 
 from .compare import compare_models
@@ -151,16 +152,17 @@ def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Pat
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; prints a short summary."""
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    ap = cli.parser("python -m benchmarks.run", __doc__)
     ap.add_argument("--config", required=True, type=Path, help="configs/benchmarks/benchmark.yaml or a pipeline config")
     ap.add_argument("--cohort", required=True, type=Path, help="cohort folder with sample.parquet")
     ap.add_argument("--store", required=True, type=Path, help="embeddings.zarr")
     ap.add_argument("--out", required=True, type=Path, help="output folder")
     ap.add_argument("--workers", type=int, default=0, help="run the fit-sets on a Dask LocalCluster of N processes")
     ap.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (e.g. dask-jobqueue SLURM)")
-    ap.add_argument("--log-level", default="INFO")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    return cli.run(ap, _main, argv)
+
+
+def _main(args: argparse.Namespace) -> int:
     cfg = load_benchmarks_config(args.config)
     paths = run_benchmarks(cfg, cohort=args.cohort, store=args.store, out=args.out, workers=args.workers,
                            scheduler=args.scheduler)

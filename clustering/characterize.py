@@ -24,6 +24,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from core.km import plot_km  # noqa: E402
+
 from .figures import save_figure  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -148,7 +150,7 @@ def label_enrichment(df: pd.DataFrame, label_cols: list[str], *, subtype: str = 
 def survival(df: pd.DataFrame, *, time: str, event: str, subtype: str = "subtype",
              figure: Path | None = None) -> dict[str, object]:
     """Kaplan-Meier per subtype (PNG), multivariate log-rank p and Cox HRs vs the largest subtype."""
-    from lifelines import CoxPHFitter, KaplanMeierFitter
+    from lifelines import CoxPHFitter
     from lifelines.statistics import multivariate_logrank_test
 
     d = df[[time, event, subtype]].dropna()
@@ -161,11 +163,9 @@ def survival(df: pd.DataFrame, *, time: str, event: str, subtype: str = "subtype
     lr = multivariate_logrank_test(d[time], d[subtype], d[event])
     result.update({"logrank_chi2": float(lr.test_statistic), "logrank_df": int(len(groups) - 1), "logrank_p": float(lr.p_value)})
     if figure is not None:
-        fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=110)
-        for g in groups:
-            part = d[d[subtype] == g]
-            KaplanMeierFitter(label=f"{g} (n={len(part)}, events={int(part[event].sum())})").fit(
-                part[time], part[event]).plot_survival_function(ax=ax, ci_show=True)
+        fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=110)
+        plot_km(ax, [(f"{g} (n={len(part)}, events={int(part[event].sum())})", part[time], part[event])
+                     for g in groups for part in [d[d[subtype] == g]]])
         ax.set_xlabel(f"{time} (days)")
         ax.set_ylabel("survival probability")
         ax.set_title(f"Kaplan-Meier by subtype (log-rank p = {lr.p_value:.2g})", fontsize=10)

@@ -90,7 +90,10 @@ class AtlasConfig(StrictModel):
     """Embedding Atlas export (parquet + static offline application)."""
 
     enabled: bool = True
-    application: bool = Field(True, description="also run `embedding-atlas --export-application`")
+    application: bool = Field(True, description="also write the offline app atlas/app with double-click launchers")
+    thumbnails: int = Field(0, ge=0, le=256, description="image thumbnails of this many px in the Atlas (0: none; "
+                                                         "images may carry burned-in identifiers: enable only where "
+                                                         "your data agreement allows sharing them)")
 
 
 class StudiesConfig(StrictModel):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -21,9 +20,11 @@ import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
 from cohorts.provenance import write_run_record
+from core import cli
 
 from . import characterize as ch
-from .atlas import atlas_table, export_atlas
+from .anndata_export import scanpy_uns, write_h5ad
+from .atlas import atlas_table, export_atlas, thumbnails
 from .config import ClusteringConfig, load_clustering_config
 from .environment import compute_environment
 from .export import check_columns, write_export
@@ -31,7 +32,8 @@ from .figures import plot_confidence, plot_sweep
 from .inputs import Points, load_cohort, load_points
 from .knn import build_knn
 from .leiden import connectivities, sweep
-from .report import Section, write_report
+from .narrative import CAVEAT, describe_subtypes
+from .report import TABLE1_LEGEND, Section, format_p, plain_warning, write_report
 from .stability import subsample_stability
 from .studies import cross_dataset_study, label_noise_study
 from .umap_embed import layout_quality, scatter, umap_layout
@@ -89,7 +91,7 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
     pts: Points = load_points(coh, latents=latents, store=store, model=model, unit=cfg.unit,
                               augmentation=cfg.augmentation)
     units, schema = pts.units, coh.schema
-    check_columns(units, cfg, schema, source=f"{cohort} (manifest + clinical)")  # fail before the long work
+    export_cols = check_columns(units, cfg, schema, source=f"{cohort} (manifest + clinical)")  # fail before the long work
     log.info("clustering %d %ss of %d dims from %s", len(units), cfg.unit, pts.x.shape[1], pts.source["kind"])
 
     knn = build_knn(pts.x, cfg.knn, seed=cfg.seed)
@@ -133,6 +135,7 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
     if len(pts.excluded):
         pts.excluded.to_csv(out / "excluded.csv", index=False)
     truth = _truth_ari(units, schema, leiden.partitions)
+    descriptions = describe_subtypes(units, schema, surv)
 
     studies: dict[str, pd.DataFrame] = {}
     if cfg.studies.label_noise:
@@ -150,6 +153,7 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
                "subtype_sizes": units.subtype.value_counts().to_dict(), "stability": stab.summary(),
                "excluded": len(pts.excluded),
                "umap": umap_how, "umap_quality": umap_quality, "truth_ari": truth, "survival": surv, "image_errors": len(img_errors),
+               "subtype_descriptions": descriptions,
                "environment": compute_environment(), "seconds": round(time.perf_counter() - t0, 1)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
 
@@ -159,21 +163,48 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
     paths = write_export(base, units, cfg, schema, out=out, source=f"{cohort} (manifest + clinical)",
                          provenance={"input": pts.source, "knn": knn.summary(), "resolution": leiden.resolution,
                                      "seed": cfg.seed, "cohort": str(cohort)})
+    key = "image_id" if cfg.unit == "image" else "patient_id"
+    paths["h5ad"] = write_h5ad(
+        out / "subtypes.h5ad", units[list(dict.fromkeys([key, "patient_id", "subtype", "confidence", *export_cols]))],
+        latent=pts.x, umap=coords if cfg.umap.enabled else None, connectivities=adj, indices=knn.indices,
+        distances=knn.distances, index=key,
+        uns=scanpy_uns(cfg, knn_method=knn.method, space=knn.space, resolution=leiden.resolution, reason=leiden.reason))
     if cfg.atlas.enabled:
         extra = [c for c in label_cols + _columns_by_role(schema, "outcome") + list(cfg.export.columns)
                  if c in units.columns and c not in base.columns]
-        table = atlas_table(pd.concat([base, units[list(dict.fromkeys(extra))]], axis=1),
-                            indices=knn.indices, distances=knn.distances)
+        frame = pd.concat([base, units[list(dict.fromkeys(extra))]], axis=1)
+        if cfg.atlas.thumbnails and "path" in units.columns:
+            frame["thumbnail"], n_bad = thumbnails(units["path"], size=cfg.atlas.thumbnails)
+            if n_bad:
+                log.warning("Atlas thumbnails: %d image(s) could not be loaded (left blank)", n_bad)
+        table = atlas_table(frame, indices=knn.indices, distances=knn.distances)
         paths.update(export_atlas(table, out=out / "atlas", application=cfg.atlas.application))
 
     sections = _report_sections(units, knn, leiden, stab, umap_how, sweep_png, conf_png, umap_figs, table1, enrich,
                                 surv, montage_png, img_errors, truth, studies, pts)
-    paths["report"] = write_report(out / "report.html", "cxr-fusion: candidate subtypes", sections, meta=metrics)
+    sections.insert(1, _plain_language_section(descriptions, atlas="atlas_launcher" in paths))
+    paths["report"] = write_report(out / "report.html", "cxr-fusion: candidate subtypes", sections, meta=metrics,
+                                   links={"metrics.json": "metrics.json", "provenance.json": "provenance.json",
+                                          "run.json": "run.json", "config.resolved.yaml": "config.resolved.yaml"})
     paths["run"] = write_run_record(out, cfg, stage="clustering", extra={"metrics": "metrics.json"})
     paths.update({"metrics": out / "metrics.json", "table1": out / "table1.csv", "figures": fig_dir,
                   "label_enrichment": out / "label_enrichment.csv", "resolution_sweep": out / "resolution_sweep.csv"})
     log.info("clustering done in %.1f s: %d subtypes, outputs in %s", time.perf_counter() - t0, labels.max() + 1, out)
     return paths
+
+
+def _plain_language_section(descriptions: dict[str, str], *, atlas: bool) -> Section:
+    """The subtypes described in words, and how to open the interactive map."""
+    import html
+
+    blocks = "".join(f"<p class='subtype'>{html.escape(t)}</p>" for t in descriptions.values())
+    text = [CAVEAT]
+    if atlas:
+        blocks += ("<p>Interactive map of every patient, coloured by subtype: in the <a href='atlas/'>atlas</a> folder, "
+                   "double-click <code>open_atlas_windows.bat</code>, <code>open_atlas_macos.command</code> or "
+                   "<code>open_atlas_linux.sh</code>; it opens in your web browser, served from your own computer "
+                   "(needs Python 3).</p>")
+    return Section("The subtypes in plain language", text=text, html=blocks)
 
 
 def _report_sections(units, knn, leiden, stab, umap_how, sweep_png, conf_png, umap_figs, table1, enrich, surv,
@@ -189,55 +220,86 @@ def _report_sections(units, knn, leiden, stab, umap_how, sweep_png, conf_png, um
                                        else " (exact search)."),
         f"Leiden resolution {leiden.resolution}: {leiden.reason}.",
         "Subtype sizes: " + ", ".join(f"{g}: {n}" for g, n in sizes.items()) + ".",
-        f"Stability (subsample reclustering): {json.dumps({k: round(v, 3) for k, v in stab.summary().items()})}.",
+        _stability_sentence(stab.summary()),
     ] + [f"ARI against the truth column {k} (evaluation only, never used for clustering or for the choice): "
          f"{v['chosen']:.3f}; by resolution: "
          + ", ".join(f"{r}: {a:.3f}" for r, a in v["by_resolution"].items()) + "." for k, v in truth.items()])]
     secs.append(Section("Resolution choice", text=["Per resolution: seeds' mean pairwise ARI, ARI of node-subsample "
                                                    "runs against the consensus, modularity at resolution 1."],
-                        tables=[("Resolution sweep", leiden.sweep.round(4))], figures=[(sweep_png, "Resolution sweep"),
+                        tables=[("Resolution sweep", leiden.sweep.round(4),
+                                 "One row per Leiden resolution tried. seed_ari: agreement (adjusted Rand index, 1 = "
+                                 "identical) between runs with different seeds; subsample_ari: agreement of runs on 80% "
+                                 "subsamples with the full run; modularity: strength of the community structure; chosen: "
+                                 "the resolution used.")], figures=[(sweep_png, "Resolution sweep"),
                                                                                      (conf_png, "Membership confidence")]))
     secs.append(Section("UMAP", text=[umap_how], figures=umap_figs))
     secs.append(Section("Table 1 by subtype", text=["Continuous: median [Q1, Q3], Kruskal-Wallis. Binary/categorical: "
                                                     "n (%) of non-missing, chi-square or Fisher exact (2x2, expected < 5)."],
-                        tables=[("Table 1", table1)]))
+                        tables=[("Table 1", table1, TABLE1_LEGEND)]))
     secs.append(Section("Label enrichment", text=["Prevalence among labelled (1/0) units; odds ratio vs the other "
                                                   "subtypes, Fisher exact p, Benjamini-Hochberg q."],
-                        tables=[("Label enrichment", enrich)] if len(enrich) else []))
+                        tables=[("Label enrichment", enrich,
+                                 "prevalence: share of labelled images with the finding present in the subtype "
+                                 "(prevalence_rest: in all other subtypes); odds_ratio > 1: more frequent in the subtype; "
+                                 "p: Fisher exact test; q_bh: p adjusted for multiple comparisons (Benjamini-Hochberg); "
+                                 "uncertain and not_mentioned labels are counted but left out of the prevalence.")]
+                        if len(enrich) else []))
     s_text = [f"Log-rank test across subtypes: chi2 = {surv['logrank_chi2']:.2f} on {surv['logrank_df']} df, "
-              f"p = {surv['logrank_p']:.3g} (n = {surv['n']}, events = {surv['events']})."] if "logrank_p" in surv else [
+              f"p {'< 0.001' if surv['logrank_p'] < 1e-3 else '= ' + format_p(surv['logrank_p'])} (n = {surv['n']}, "
+              f"events = {surv['events']}): the subtypes differ in survival when p is small."] if "logrank_p" in surv else [
         str(surv.get("note", "no survival analysis"))]
     if "cox_error" in surv:
         s_text.append(str(surv["cox_error"]))
-    s_text += [f"Cox fit warning: {w}" for w in surv.get("cox_warnings", [])]
+    s_text += sorted({plain_warning(w) for w in surv.get("cox_warnings", [])} - {""})
+    cox_legend = (f"hr: hazard ratio against {surv.get('cox_reference')} (above 1: the event comes earlier or more "
+                  "often); ci_low, ci_high: its 95% confidence interval; p: Wald test that the ratio is 1.")
     secs.append(Section("Survival", text=s_text,
-                        tables=[(f"Cox hazard ratios vs {surv['cox_reference']}", pd.DataFrame(surv["cox"]))] if "cox" in surv else [],
-                        figures=[(Path(surv["figure"]), "Kaplan-Meier by subtype")] if "figure" in surv else []))
+                        tables=[(f"Cox hazard ratios vs {surv['cox_reference']}", pd.DataFrame(surv["cox"]), cox_legend)]
+                        if "cox" in surv else [],
+                        figures=[(Path(surv["figure"]), "Kaplan-Meier by subtype (shaded: 95% confidence band; under "
+                                                        "the plot: patients still at risk)")] if "figure" in surv else []))
     secs.append(Section("Sample images", text=[f"{len(img_errors)} images could not be loaded (errors.csv)."]
                         if img_errors else [], figures=[(montage_png, "Sample images per subtype")] if montage_png else []))
     for name, df in studies.items():
-        secs.append(Section(f"Study: {name.replace('_', ' ')}", tables=[(name, df)]))
+        secs.append(Section(f"Study: {name.replace('_', ' ')}", tables=[(name, df, STUDY_LEGENDS.get(name, ""))]))
     return secs
 
 
-def main(argv: list[str] | None = None) -> None:
+STUDY_LEGENDS = {
+    "label_noise": "Each row corrupts a fraction of one column. Labels flipped: association of the label with the "
+                   "subtypes (Cramer's V, 0 = none, 1 = perfect) before and after, and how often the same subtype "
+                   "stays the most enriched. Feature permuted: the input dimension with the most variance shuffled "
+                   "and the data reclustered; ari_vs_clean: agreement with the subtypes found on clean data "
+                   "(adjusted Rand index, 1 = identical, 0 = chance).",
+    "cross_dataset": "pooled: all datasets together; ami_subtype_vs_dataset: how much the subtypes follow the dataset "
+                     "(adjusted mutual information, 0 = not at all). Other rows: each dataset clustered alone; "
+                     "ari_alone_vs_pooled: agreement with the pooled subtypes on its units (1 = identical, 0 = chance).",
+}
+
+
+def _stability_sentence(s: dict[str, float]) -> str:
+    """The resampling stability in one sentence."""
+    return (f"Stability: reclustering {s['n_resamples']} random subsamples reproduced the subtypes with a mean "
+            f"adjusted Rand index of {s['ari_mean']:.2f} (range {s['ari_min']:.2f} to {s['ari_max']:.2f}; 1 = identical, "
+            f"0 = chance); median membership confidence {s['confidence_median']:.2f}.")
+
+
+def main(argv: list[str] | None = None) -> int:
     """CLI entry point (see module docstring)."""
-    ap = argparse.ArgumentParser(prog="python -m clustering.run", description=__doc__.split("\n")[0])
+    ap = cli.parser("python -m clustering.run", __doc__)
     ap.add_argument("--config", type=Path, required=True, help="clustering YAML or a pipeline config with a 'clustering' section")
     ap.add_argument("--cohort", type=Path, required=True, help="COHORT_DIR with manifest.parquet (+ clinical.parquet)")
     ap.add_argument("--latents", type=Path, help="FUSION_DIR/latents.zarr")
     ap.add_argument("--store", type=Path, help="embedding store STORE.zarr (per-image embeddings)")
     ap.add_argument("--model", help="model group in the store")
     ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_clustering_config(args.config)
-        paths = run_clustering(cfg, cohort=args.cohort, latents=args.latents, store=args.store, model=args.model,
-                               out=args.out)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return cli.run(ap, _main, argv)
+
+
+def _main(args: argparse.Namespace) -> int:
+    cfg = load_clustering_config(args.config)
+    paths = run_clustering(cfg, cohort=args.cohort, latents=args.latents, store=args.store, model=args.model,
+                           out=args.out)
     metrics = json.loads(paths["metrics"].read_text())
     print(f"{metrics['n']} {metrics['unit']}s -> {metrics['leiden']['n_subtypes']} subtypes "
           f"(resolution {metrics['leiden']['resolution']}); report: {paths['report']}")
@@ -245,7 +307,8 @@ def main(argv: list[str] | None = None) -> None:
         print("ARI vs truth: " + ", ".join(f"{k}={v['chosen']:.3f}" for k, v in metrics["truth_ari"].items()))
     if "logrank_p" in metrics["survival"]:
         print(f"log-rank p = {metrics['survival']['logrank_p']:.3g}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

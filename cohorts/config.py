@@ -271,6 +271,7 @@ class CohortsConfig(StrictModel):
     deduplicate: bool = True          # drop covid-chestxray copies of Hannover images (keep Hannover's)
     check_files: bool = True          # every listed image must exist (missing -> errors.csv)
     verify_images: bool = False       # also decode each image (slow; bad files -> errors.csv)
+    allow_empty_sources: bool = False  # go on when a source yields no usable image (default: stop with an error)
     sampling: SamplingConfig | None = None
     overview: bool = True
 

@@ -15,6 +15,8 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
+from core import cli
+
 from .adapters import AdapterResult, load_source
 from .adapters.covid_dedupe import merge_hannover_duplicates
 from .clinical import combine, write_clinical
@@ -49,6 +51,25 @@ def _filter_views(manifest: pd.DataFrame, views: list[str] | None) -> tuple[pd.D
     return manifest.loc[keep].reset_index(drop=True), {f"{d}/{v}": int(n) for (d, v), n in dropped.items()}
 
 
+def _check_sources_usable(results: dict[str, AdapterResult], manifest: pd.DataFrame, *, errors_csv: Path,
+                          allow_empty: bool) -> None:
+    """Stop (ConfigError) when a source that lists image files keeps none of them, or yields no row at all,
+    unless ``allow_empty`` (then a warning): a mistyped ``image_dir`` must not silently drop a dataset."""
+    kept = manifest.loc[manifest["path"].notna(), "dataset"].value_counts()
+    for key, result in results.items():
+        listed = result.manifest
+        with_path = listed["path"].notna() if "path" in listed else pd.Series(False, index=listed.index)
+        datasets = sorted(listed["dataset"].dropna().unique()) if "dataset" in listed else []
+        if len(listed) and (not with_path.any() or any(kept.get(d, 0) for d in datasets)):
+            continue        # a label-only source, or one with usable images
+        what = (f"source {key} yielded no rows (check its paths in the config)" if not len(listed) else
+                f"source {key} lists {int(with_path.sum())} image(s) and none is usable (reasons in {errors_csv})")
+        if not allow_empty:
+            raise ConfigError(f"{what}; fix the source's image_dir/paths, or set allow_empty_sources: true to go on "
+                              "without it")
+        log.warning("%s; going on without it (allow_empty_sources: true)", what)
+
+
 def run_cohorts(cfg: CohortsConfig, *, out: Path) -> dict[str, Path]:
     """Build the cohort described by ``cfg`` into ``out``; return the paths written by name."""
     out = Path(out)
@@ -61,9 +82,9 @@ def run_cohorts(cfg: CohortsConfig, *, out: Path) -> dict[str, Path]:
     errors = pd.DataFrame(columns=list(ERROR_COLUMNS))
     if cfg.check_files:
         manifest, errors = check_image_files(manifest, verify=cfg.verify_images)
-    written = {"manifest": write_manifest(manifest, out / "manifest.parquet")}
     errors.to_csv(out / "errors.csv", index=False)
-    written["errors"] = out / "errors.csv"
+    _check_sources_usable(results, manifest, errors_csv=out / "errors.csv", allow_empty=cfg.allow_empty_sources)
+    written = {"manifest": write_manifest(manifest, out / "manifest.parquet"), "errors": out / "errors.csv"}
 
     facts: dict[str, Any] = {"n_images_from_sources": n_raw, "views_kept": cfg.views,
                              "views_filtered_out": view_dropped, "n_errors": len(errors),
@@ -99,17 +120,14 @@ def load_cohorts_config(path: str | Path) -> CohortsConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; prints a short summary."""
-    parser = argparse.ArgumentParser(prog="python -m cohorts.run", description=__doc__.splitlines()[0])
+    parser = cli.parser("python -m cohorts.run", __doc__)
     parser.add_argument("--config", required=True, help="cohorts YAML, e.g. configs/cohorts/nih.yaml")
     parser.add_argument("--out", required=True, type=Path, help="output folder (COHORT_DIR)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_cohorts_config(args.config)
-        written = run_cohorts(cfg, out=args.out)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return cli.run(parser, _main, argv)
+
+
+def _main(args: argparse.Namespace) -> int:
+    written = run_cohorts(load_cohorts_config(args.config), out=args.out)
     manifest = pd.read_parquet(written["manifest"], columns=["patient_id"])
     n_errors = len(pd.read_csv(written["errors"]))
     print(f"cohort: {len(manifest)} images, {manifest['patient_id'].nunique()} patients, {n_errors} errors -> {args.out}")

@@ -25,6 +25,10 @@ import torch
 from cohorts.provenance import sha256_file
 
 
+class UnknownEmbedderError(ValueError, KeyError):
+    """A model name the registry does not know (a user error; still a KeyError for lookups)."""
+
+
 class WeightsError(ValueError):
     """Missing, ambiguous or unexpected model weights (the message says which file and what to do)."""
 
@@ -140,7 +144,7 @@ def get_embedder(name: str, *, weights: str | Path | None = None, **options: obj
     """Build the embedder ``name``, loading weights from ``weights`` (a local dir or file) when it needs them."""
     _load_builtin_families(until=name)
     if name not in _REGISTRY:
-        raise KeyError(f"unknown embedder {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+        raise UnknownEmbedderError(f"unknown embedder {name!r}; available: {', '.join(sorted(_REGISTRY))}")
     _, factory = _REGISTRY[name]
     return factory(Path(weights) if weights is not None else None, **options)
 

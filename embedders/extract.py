@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import sys
 from typing import Callable, Sequence
 
 import numpy as np
@@ -79,6 +80,13 @@ class _PreparedRows(Dataset):
         return [r for r, _ in good], (self.embedder.collate([p for _, p in good]) if good else None), failed
 
 
+def worker_context() -> str | None:
+    """How to start decode workers: fork (the default, fastest) unless JAX is loaded in this process (e.g. the
+    pipeline or a test session that already trained a VAE): JAX runs threads and forking them can deadlock,
+    so then workers come from a clean forkserver process instead."""
+    return "forkserver" if "jax" in sys.modules else None
+
+
 def extract_chunks(embedder: Embedder, group: zarr.Group, augmentation: str, chunks: Sequence[int], *,
                    ids: np.ndarray, paths: Sequence[str | None], row0: int = 0, batch_size: int = 32,
                    decode_workers: int = 2, on_chunk: Callable[[int, list[ErrorRow]], None] | None = None,
@@ -104,7 +112,7 @@ def extract_chunks(embedder: Embedder, group: zarr.Group, augmentation: str, chu
     dataset = _PreparedRows(embedder, paths, row0, augmentation)
     loader = DataLoader(dataset, collate_fn=dataset.collate,
                         batch_sampler=[b for *_, batches in work for b in batches], num_workers=workers,
-                        prefetch_factor=4 if workers else None)
+                        prefetch_factor=4 if workers else None, multiprocessing_context=worker_context() if workers else None)
     batches = iter(loader)
     all_errors: list[ErrorRow] = []
     bar = tqdm(total=sum(len(b) for *_, bs in work for b in bs), desc=f"{model}/{augmentation}", unit="img",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ import torch
 import zarr
 
 from cohorts.config import ConfigError
+from core import cli
 from cohorts.provenance import library_versions, now_iso, sha256_file, write_run_record
 from .base import get_embedder
 from .config import EmbeddersConfig, ModelSpec, load_embedders_config
@@ -109,6 +111,7 @@ def run_embedders(cfg: EmbeddersConfig, *, manifest: Path, store: Path, out: Pat
     manifest_sha = sha256_file(manifest)
     ids = df["image_id"].astype(str).to_numpy()
     paths = [None if pd.isna(p) else str(p) for p in df["path"]]
+    created = not store.exists()
     root = open_store_for_writing(store, image_ids=ids, manifest_sha256=manifest_sha, overwrite=cfg.overwrite)
     summary: dict[str, dict[str, Any]] = {}
     client = cluster = None
@@ -121,6 +124,11 @@ def run_embedders(cfg: EmbeddersConfig, *, manifest: Path, store: Path, out: Pat
             counts = _extract_model(spec, cfg, root=root, store=store, manifest_sha=manifest_sha, ids=ids,
                                     paths=paths, client=client)
             summary[spec.name] = {**counts, "seconds": round(time.perf_counter() - t0, 2)}
+    except Exception:
+        if created and not summary:     # e.g. missing weights: no stub store left behind (a kill still resumes)
+            shutil.rmtree(store, ignore_errors=True)
+            errors_path(store).unlink(missing_ok=True)
+        raise
     finally:
         if client is not None:
             client.close()
@@ -154,7 +162,7 @@ def _select(cfg: EmbeddersConfig, model: str | None, weights: Path | None) -> Em
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point (see the module docstring)."""
-    ap = argparse.ArgumentParser(prog="python -m embedders.run", description=__doc__.split("\n\n")[0])
+    ap = cli.parser("python -m embedders.run", __doc__)
     ap.add_argument("--config", type=Path, required=True, help="embedders YAML or a composed pipeline config")
     ap.add_argument("--manifest", type=Path, required=True, help="COHORT_DIR/manifest.parquet")
     ap.add_argument("--store", type=Path, required=True, help="STORE.zarr (created or resumed)")
@@ -165,22 +173,19 @@ def main(argv: list[str] | None = None) -> int:
     par.add_argument("--workers", type=int, help="run shards on a dask LocalCluster of N processes")
     par.add_argument("--scheduler", help="address of a running dask scheduler (e.g. from dask-jobqueue)")
     ap.add_argument("--overwrite", action="store_true", help="rebuild a store made from another manifest/model")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = _select(load_embedders_config(args.config), args.model, args.weights)
-        update: dict[str, Any] = {}
-        if args.workers is not None:
-            update.update(workers=args.workers, scheduler=None)
-        if args.scheduler:
-            update["scheduler"] = args.scheduler
-        if args.overwrite:
-            update["overwrite"] = True
-        cfg = cfg.model_copy(update=update)
-        paths = run_embedders(cfg, manifest=args.manifest, store=args.store, out=args.out)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return cli.run(ap, _main, argv)
+
+
+def _main(args: argparse.Namespace) -> int:
+    cfg = _select(load_embedders_config(args.config), args.model, args.weights)
+    update: dict[str, Any] = {}
+    if args.workers is not None:
+        update.update(workers=args.workers, scheduler=None)
+    if args.scheduler:
+        update["scheduler"] = args.scheduler
+    if args.overwrite:
+        update["overwrite"] = True
+    paths = run_embedders(cfg.model_copy(update=update), manifest=args.manifest, store=args.store, out=args.out)
     print(f"store: {paths['store']}\nerrors: {paths['errors']}\nrun record: {paths['run']}")
     return 0
 

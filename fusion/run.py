@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cohorts.provenance import write_run_record
+from core import cli
 from fusion.config import FusionConfig, load_fusion_config
 from fusion.data import PatientData, load_patient_data, resolve_cxr_model, split_patients
 from fusion.distributed import initialize, output_folder
@@ -147,16 +148,18 @@ def _json_default(obj: object) -> object:
     return str(obj)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     """CLI wrapper of :func:`run_fusion`."""
-    ap = argparse.ArgumentParser(prog="python -m fusion.run", description=__doc__.splitlines()[0])
+    ap = cli.parser("python -m fusion.run", __doc__)
     ap.add_argument("--config", required=True, type=Path, help="fusion YAML or composed pipeline config")
     ap.add_argument("--cohort", required=True, type=Path, help="COHORT_DIR with manifest/clinical parquet")
     ap.add_argument("--store", required=True, type=Path, help="embedding store STORE.zarr")
     ap.add_argument("--selection", type=Path, default=None, help="BENCH_DIR/selection.json (model choice)")
     ap.add_argument("--out", required=True, type=Path, help="output folder")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return cli.run(ap, _main, argv)
+
+
+def _main(args: argparse.Namespace) -> int:
     cfg = load_fusion_config(args.config)
     outputs = run_fusion(cfg, cohort=args.cohort, store=args.store, selection=args.selection, out=args.out)
     metrics = json.loads(outputs["metrics"].read_text())
@@ -168,7 +171,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  probe {col} on {space}: {line}")
     for name, path in outputs.items():
         print(f"  {name}: {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

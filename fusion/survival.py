@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from cohorts.config import ConfigError, read_yaml, validate_config
 from cohorts.provenance import write_run_record
+from core import cli
 from fusion.clinical import ClinicalEncoder, SchemaError
 from fusion.config import FusionConfig, load_fusion_config
 from fusion.cox import (binary_outcome_loss, bin_index, cox_loss, discrete_hazard_loss, discrete_hazard_risk,
@@ -657,11 +658,12 @@ def load_survival_config(path: str | Path) -> SurvivalConfig:
     return validate_config(data or {}, SurvivalConfig, source=source)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     """CLI: ``python -m fusion.survival --config FILE --cohort DIR [--store S] [--selection F] [--latents L]
     [--fusion-config F] --out DIR``."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", required=True, type=Path)
+    ap = cli.parser("python -m fusion.survival", __doc__)
+    ap.add_argument("--config", required=True, type=Path,
+                    help="survival YAML (configs/survival/*.yaml) or a fusion config with a 'survival' section")
     ap.add_argument("--cohort", required=True, type=Path, help="cohort folder (manifest.parquet, clinical.parquet)")
     ap.add_argument("--store", type=Path, help="embedding store STORE.zarr")
     ap.add_argument("--selection", type=Path, help="BENCH_DIR/selection.json (when tokens.cxr_model is null)")
@@ -669,9 +671,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fusion-config", type=Path,
                     help="fusion YAML or pipeline config whose VAE options (model, kl, clinical, cxr.pooling/likelihood) "
                          "the joint mode uses (tokens.latent: joint; default: FusionConfig defaults)")
-    ap.add_argument("--out", required=True, type=Path)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    ap.add_argument("--out", required=True, type=Path, help="output folder (metrics.json, risk.parquet, figures/)")
+    return cli.run(ap, _main, argv)
+
+
+def _main(args: argparse.Namespace) -> int:
     cfg = load_survival_config(args.config)
     fusion = load_fusion_config(args.fusion_config) if args.fusion_config else None
     paths = run_survival(cfg, cohort=args.cohort, store=args.store, selection=args.selection, latents=args.latents,
@@ -682,7 +686,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: n={ep['n_patients']} events={ep['n_events']} " + "  ".join(
             f"{k}={v['estimate']:.3f} [{v['ci_low']:.3f},{v['ci_high']:.3f}]" for k, v in c.items()))
     print(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -10,7 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from lifelines import KaplanMeierFitter  # noqa: E402
+
+from core.km import plot_km  # noqa: E402
 
 
 def plot_c_index(metrics: dict[str, Any], path: Path, *, title: str) -> Path:
@@ -43,13 +44,10 @@ def plot_km_by_risk(time: np.ndarray, event: np.ndarray, frame: pd.DataFrame, pa
     risk = frame["risk"].to_numpy()
     edges = np.quantile(risk, np.linspace(0, 1, groups + 1)[1:-1])
     group = np.searchsorted(edges, risk, side="right")
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6, 4.8))
     names = {0: "lowest risk", groups - 1: "highest risk"}
-    for g in range(groups):
-        sel = group == g
-        if sel.any():
-            KaplanMeierFitter().fit(time[sel], event[sel], label=f"{names.get(g, f'group {g + 1}')} (n={int(sel.sum())})"
-                                    ).plot_survival_function(ax=ax, ci_show=False)
+    plot_km(ax, [(f"{names.get(g, f'group {g + 1}')} (n={int(sel.sum())})", time[sel], event[sel])
+                 for g in range(groups) for sel in [group == g] if sel.any()], ci=False)
     ax.set_xlabel("days")
     ax.set_ylabel("survival")
     ax.set_title(f"{title}: Kaplan-Meier by predicted risk ({groups} groups, out-of-fold)")

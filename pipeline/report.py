@@ -17,7 +17,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from clustering.report import FIGURE_CHECK_SCRIPT
+from clustering.narrative import CAVEAT
+from clustering.report import FIGURE_CHECK_SCRIPT, TABLE1_LEGEND, format_p
 from cohorts.provenance import now_iso
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1250px;margin:2em auto;padding:0 1em;color:#222}
@@ -25,7 +26,8 @@ h1{border-bottom:2px solid #446}h2{margin-top:2em;border-bottom:1px solid #bbb}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#eef}td.l,th.l{text-align:left}figure{display:inline-block;margin:.5em;vertical-align:top}
 figure img{max-width:580px;border:1px solid #ddd}figcaption{font-size:12px;color:#555}
-.muted{color:#777}.why{background:#f6f8ff;border-left:4px solid #88a;padding:.5em 1em}code{background:#f4f4f4;padding:1px 4px}"""
+.muted{color:#777}.why{background:#f6f8ff;border-left:4px solid #88a;padding:.5em 1em}code{background:#f4f4f4;padding:1px 4px}
+figure.wide{display:block}figure.wide img{max-width:100%}.legend{color:#555;font-size:12px;margin-top:-.8em;max-width:1000px}"""
 
 
 def write_report(run_dir: Path, *, title: str, timings: dict[str, dict[str, object]]) -> Path:
@@ -53,14 +55,14 @@ def _cohort(run: Path) -> str:
     per_patient = overview.get("images_per_patient", {})
     facts = {"images": overview.get("n_images"), "patients": overview.get("n_patients"),
              "studies": overview.get("n_studies"),
-             "images per patient (mean / max)": f"{per_patient.get('mean')} / {per_patient.get('max')}",
+             "images per patient (mean / max)": f"{_fmt(per_patient.get('mean'))} / {_fmt(per_patient.get('max'))}",
              **{f"images from {k}": v for k, v in overview.get("images_by_dataset", {}).items()}}
     errors = _csv(folder / "errors.csv")
     n_errors = 0 if errors is None else len(errors)
     out = ["<h2>1. Cohort</h2>", _facts(facts),
            f"<p><b>{n_errors}</b> file(s) could not be used (<code>cohorts/errors.csv</code>).</p>"]
     if n_errors:
-        out.append(_html_table(errors.head(20)))
+        out.append(_html_table(errors.head(20), index=False))
     out.append(_figures(folder / "overview"))
     return "".join(out)
 
@@ -76,6 +78,8 @@ def _benchmark(run: Path) -> str:
            "best model per row in bold.</p>"]
     for metric in ("auroc", "accuracy"):
         out.append(_metric_table(results, metric))
+    out.append(_legend("AUROC: area under the ROC curve (0.5 = chance, 1 = perfect); accuracy at the 0.5 threshold. "
+                       "[a, b]: 95% confidence interval."))
     if selection is not None:
         candidates = pd.DataFrame(selection.get("candidates", {})).T
         out += [f"<div class=why><b>Selected: {html.escape(str(selection.get('model')))}</b> "
@@ -88,10 +92,12 @@ def _benchmark(run: Path) -> str:
         cols = [c for c in ("dataset", "label", "probe", "model_a", "model_b", "auroc_a", "auroc_b", "delong_p_adj",
                             "nb_p_adj") if c in comparisons]
         out.append("<h3>Paired comparisons (fold-stratified, patient-clustered DeLong; Nadeau-Bengio corrected t "
-                   "over folds; p adjusted for multiple comparisons)</h3>" + _html_table(comparisons[cols]))
+                   "over folds; p adjusted for multiple comparisons)</h3>" + _html_table(comparisons[cols], index=False)
+                   + _legend("auroc_a, auroc_b: the two models' AUROC on the same patients; delong_p_adj, nb_p_adj: "
+                             "p-values (adjusted) that the two are equal; a small p says the models differ."))
     skipped = _csv(folder / "skipped.csv")
     if skipped is not None and len(skipped):
-        out.append("<h3>Tasks that could not be run</h3>" + _html_table(skipped))
+        out.append("<h3>Tasks that could not be run</h3>" + _html_table(skipped, index=False))
     out.append(_figures(folder / "figures"))
     return "".join(out)
 
@@ -135,6 +141,10 @@ def _survival(run: Path) -> str:
         out.append(f"<h3>{html.escape(name)}: {endpoint.get('n_patients')} patients, {endpoint.get('n_events')} "
                    f"events ({html.escape(str(endpoint.get('kind')))}, loss {html.escape(str(endpoint.get('loss')))})"
                    f"</h3>" + _html_table(table))
+    if metrics.get("endpoints"):
+        out.append(_legend("c_index: Harrell's concordance (0.5 = chance, 1 = perfect ranking of who has the event "
+                           "first); uno_c: Uno's censoring-weighted version; ibs: integrated Brier score (lower is "
+                           "better). [a, b]: 95% patient-bootstrap confidence interval."))
     out.append(_figures(folder / "figures"))
     return "".join(out)
 
@@ -158,12 +168,18 @@ def _subtypes(run: Path) -> str:
         facts[f"ARI against {col}"] = ari.get("chosen")
     out = ["<h2>5. Candidate subtypes</h2>", _facts(facts),
            f"<div class=why><b>Resolution {leiden.get('resolution')}</b>: {html.escape(str(leiden.get('reason')))}</div>"]
+    descriptions = metrics.get("subtype_descriptions") or {}
+    if descriptions:
+        out.append("<h3>The subtypes in plain language</h3>"
+                   + "".join(f"<p>{html.escape(t)}</p>" for t in descriptions.values()) + _legend(CAVEAT))
     if survival.get("cox"):
         out.append(f"<h3>Cox hazard ratios by subtype (reference {html.escape(str(survival.get('cox_reference')))})</h3>"
-                   + _html_table(pd.DataFrame(survival["cox"]), index=False))
+                   + _html_table(pd.DataFrame(survival["cox"]), index=False)
+                   + _legend(f"hr: hazard ratio against {survival.get('cox_reference')} (above 1: the event comes "
+                             "earlier or more often); ci_low, ci_high: 95% confidence interval; p: Wald test."))
     table1 = _csv(folder / "table1.csv")
     if table1 is not None:
-        out.append("<h3>Table 1 by subtype</h3>" + _html_table(table1, index=False, max_rows=80))
+        out.append("<h3>Table 1 by subtype</h3>" + _html_table(table1, index=False, max_rows=80) + _legend(TABLE1_LEGEND))
     out.append(_figures(folder / "figures", first=("umap_subtype", "kaplan_meier", "montage", "resolution_sweep")))
     return "".join(out)
 
@@ -174,7 +190,9 @@ def _links(run: Path) -> str:
                ("Subtype export (Parquet)", "clustering/subtypes.parquet"),
                ("Data dictionary", "clustering/data_dictionary.csv"),
                ("Provenance of the export", "clustering/provenance.json"),
-               ("Embedding Atlas (offline app; serve the folder: python -m http.server)", "clustering/atlas/app/index.html"),
+               ("Embedding Atlas: double-click open_atlas_windows.bat, open_atlas_macos.command or open_atlas_linux.sh "
+                "in this folder; it opens the interactive map in your browser, served from this computer",
+                "clustering/atlas/"),
                ("Embedding Atlas table (embedding-atlas atlas.parquet)", "clustering/atlas/atlas.parquet"),
                ("Benchmark report (Markdown)", "benchmarks/report.md"),
                ("Model selection", "benchmarks/selection.json"),
@@ -219,9 +237,18 @@ def _facts(facts: dict[str, Any]) -> str:
     return f"<table>{rows}</table>"
 
 
+def _legend(text: str) -> str:
+    return f"<p class=legend>{html.escape(text)}</p>"
+
+
 def _html_table(df: pd.DataFrame, *, index: bool = True, max_rows: int = 60) -> str:
     more = f"<p class=muted>{len(df) - max_rows} more rows in the file</p>" if len(df) > max_rows else ""
-    return df.head(max_rows).to_html(index=index, na_rep="", float_format=lambda v: _fmt(float(v)), escape=True) + more
+    df = df.head(max_rows).copy()
+    for col in df.columns:      # p-values as '<0.001' / 2 significant digits
+        if str(col) in ("p", "q_bh") or str(col).endswith(("_p", "_p_adj")):
+            if pd.api.types.is_numeric_dtype(df[col]):
+                df[col] = df[col].map(format_p)
+    return df.to_html(index=index, na_rep="", float_format=lambda v: _fmt(float(v)), escape=True) + more
 
 
 def _metric_table(results: pd.DataFrame, metric: str) -> str:
@@ -241,6 +268,15 @@ def _metric_table(results: pd.DataFrame, metric: str) -> str:
     return f"<h3>{metric.upper()}</h3>" + wide.to_html(escape=False)
 
 
+def _is_wide(png: Path) -> bool:
+    """A multi-panel figure (wider than 1100 px, or over twice as wide as tall) is shown at the full page width."""
+    from PIL import Image
+
+    with Image.open(png) as im:
+        w, h = im.size
+    return w > 1100 or w > 2 * h
+
+
 def _figures(folder: Path, *, first: Iterable[str] = ()) -> str:
     """Every PNG directly in ``folder``, inlined; names starting with one of ``first`` come first, in that order."""
     if not folder.is_dir():
@@ -248,6 +284,7 @@ def _figures(folder: Path, *, first: Iterable[str] = ()) -> str:
     order = list(first)
     pngs = sorted(folder.glob("*.png"),
                   key=lambda p: (next((i for i, f in enumerate(order) if p.stem.startswith(f)), len(order)), p.name))
-    figs = [f"<figure><img src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'>"
-            f"<figcaption>{html.escape(p.name)}</figcaption></figure>" for p in pngs]
+    figs = [f"<figure{' class=wide' if _is_wide(p) else ''}><img src='data:image/png;base64,"
+            f"{base64.b64encode(p.read_bytes()).decode()}'><figcaption>{html.escape(p.name)}</figcaption></figure>"
+            for p in pngs]
     return "<div>" + "".join(figs) + "</div>"

@@ -21,6 +21,8 @@ from pydantic import BaseModel
 
 from cohorts.config import ConfigError
 from cohorts.provenance import write_run_record
+from core import cli
+from core.logs import deduplicate
 
 from . import cache
 from .config import load_pipeline_config
@@ -90,25 +92,23 @@ class _Sections(BaseModel):
 
 def _log_to_file(path: Path) -> None:
     handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
+    handler.setFormatter(logging.Formatter(cli.LOG_FORMAT))
+    logging.getLogger().addHandler(deduplicate(handler))
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline.run", description=__doc__.split("\n")[0])
+    parser = cli.parser("python -m pipeline.run", __doc__)
     parser.add_argument("--config", required=True, help="pipeline YAML (e.g. configs/demo.yaml)")
     parser.add_argument("--out", required=True, help="run folder (created; reused for caching)")
     parser.add_argument("--force", nargs="*", default=(), metavar="STAGE",
                         help="rerun these stages even when cached ('all' for every stage)")
     parser.add_argument("--until", default=None, metavar="STAGE", help="stop after this stage")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        report = run_pipeline(args.config, out=args.out, force=tuple(args.force), until=args.until)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return cli.run(parser, _main, argv)
+
+
+def _main(args: argparse.Namespace) -> int:
+    report = run_pipeline(args.config, out=args.out, force=tuple(args.force), until=args.until)
     print(f"\nrun finished: {Path(args.out).resolve()}\nreport: {report}")
     return 0
 

@@ -103,12 +103,13 @@ def test_deterministic_given_seed(run_out, tmp_path):
     pd.testing.assert_frame_equal(a, b)
 
 
-def test_bad_config_is_a_clear_error(tmp_path, run_out):
+def test_bad_config_is_a_clear_error(tmp_path, run_out, capsys):
     (tmp_path / "bad.yaml").write_text("n_folds: 5\nprobe: [logistic]\n")
     cohort, store, _ = run_out
-    with pytest.raises(ConfigError, match="unknown key 'probe'"):
-        main(["--config", str(tmp_path / "bad.yaml"), "--cohort", str(cohort), "--store", str(store),
-              "--out", str(tmp_path / "o")])
+    assert main(["--config", str(tmp_path / "bad.yaml"), "--cohort", str(cohort), "--store", str(store),
+                 "--out", str(tmp_path / "o")]) == 2       # the CLI shell: one error line, exit 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "unknown key 'probe'" in err[0]
     (tmp_path / "pipe.yaml").write_text("benchmarks:\n  n_folds: 1\n")
     with pytest.raises(ConfigError, match="n_folds"):
         load_benchmarks_config(tmp_path / "pipe.yaml")

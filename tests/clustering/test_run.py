@@ -90,3 +90,31 @@ def test_report_renders_in_headless_chromium(run_out, tmp_path, render_html) -> 
     img = np.asarray(Image.open(shot).convert("RGB"))
     assert img.shape[:2] == (2000, 1200)
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 200     # figures drawn, not a blank page
+
+
+def test_h5ad_round_trips_and_scanpy_plots_it(run_out, tmp_path) -> None:
+    import anndata as ad
+
+    out, paths = run_out
+    adata = ad.read_h5ad(paths["h5ad"])
+    export = pd.read_parquet(paths["subtypes_parquet"])
+    assert adata.n_obs == len(export) == 240 and list(adata.obs_names) == export.patient_id.tolist()
+    assert list(adata.obs.columns) == ["subtype", "confidence", "age", "sex", "label_Edema"]   # allow-list only
+    assert adata.obs.subtype.astype(str).tolist() == export.subtype.tolist()
+    assert adata.obsm["X_latent"].shape == (240, 16)
+    np.testing.assert_allclose(adata.obsm["X_umap"], export[["umap_1", "umap_2"]].to_numpy(), rtol=1e-6)
+    d, c = adata.obsp["distances"], adata.obsp["connectivities"]
+    assert (d.getnnz(axis=1) == 15).all() and abs(c - c.T).max() < 1e-6 and c.diagonal().max() == 0
+    assert adata.uns["neighbors"]["params"]["n_neighbors"] == 15 and adata.uns["neighbors"]["distances_key"] == "distances"
+    m = json.loads((out / "metrics.json").read_text())
+    assert adata.uns["leiden"]["params"]["resolution"] == m["leiden"]["resolution"]
+    sc = pytest.importorskip("scanpy", reason="scanpy is in the dev extra (pip install '.[dev]')")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = sc.pl.umap(adata, color="subtype", show=False, return_fig=True)
+    fig.savefig(tmp_path / "umap.png")
+    assert (tmp_path / "umap.png").stat().st_size > 5000
+    sc.tl.leiden(adata, resolution=adata.uns["leiden"]["params"]["resolution"], key_added="again",
+                 flavor="igraph", n_iterations=2, random_state=0)     # scanpy's tools read the stored graph
+    assert adata.obs.again.nunique() >= 2

@@ -1,0 +1,1 @@
+"""Shared helpers every stage may use (no stage logic): the CLI shell."""
