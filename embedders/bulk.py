@@ -36,7 +36,14 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from cohorts.config import StrictModel, load_config, read_yaml
-from cohorts.provenance import library_versions, now_iso, sha256_file, sha256_json, write_run_record
+from cohorts.provenance import (
+    library_versions,
+    now_iso,
+    sha256_file,
+    sha256_json,
+    write_run_record,
+)
+
 from .augment import AUGMENTATIONS
 from .config import PrecomputedSpec
 from .errors import append_errors, error_row, finalize_errors
@@ -247,7 +254,7 @@ def run_bulk_import(cfg: BulkImportConfig, *, manifest: Path, store: Path, out: 
     n_errors = finalize_errors(errors_path(store), root)
     run = write_run_record(out, cfg, stage="embedders.bulk", extra={
         "manifest": str(manifest), "manifest_sha256": sha, "store": str(store), "summary": summary,
-        "in_all_models": in_all, "partial_rows": int(len(table)), "errors_rows": n_errors})
+        "in_all_models": in_all, "partial_rows": len(table), "errors_rows": n_errors})
     return {"store": store, "errors": errors_path(store), "alignment": alignment_path(store), "run": run}
 
 
