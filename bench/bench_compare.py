@@ -41,6 +41,14 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process: on a loaded shared machine wall time mostly measures the others."""
+    import resource
+
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
 def generate(args: argparse.Namespace) -> dict:
     """Write the synthetic release into --work/raw once (reused when its parameters match)."""
     from cohorts.emory_synth import generate_emory
@@ -98,6 +106,7 @@ def timed(args: argparse.Namespace) -> dict:
     out["compare_seconds"] = round(time.perf_counter() - t2, 1)
     out["total_seconds"] = round(time.perf_counter() - t0, 1)
     out["peak_rss_gb"] = round(_peak_rss_gb(), 2)
+    out["cpu_seconds"] = round(_cpu_seconds(), 1)
     metrics = json.loads(paths["metrics"].read_text())
     out["per_model_seconds"] = {m: v["seconds"] for m, v in metrics["per_model"].items()}
     out["cka_seconds"] = metrics["cka_seconds"]
@@ -148,6 +157,7 @@ def main() -> None:
         print(f"| {k.replace('_seconds', '')} | {t[k]} |")
     print(f"| per model (kNN + Leiden + UMAP) | {t['per_model_seconds']} |")
     print(f"| compare steps | {t['compare_steps']} |")
+    print(f"| CPU seconds (user + system, all threads) | {t['cpu_seconds']} |")
     print(f"| peak RSS GB | {t['peak_rss_gb']} |")
     print(f"| load average before / after | {t['load_before']} / {t['load_after']} |")
     print(f"shared images {t['n_shared']}, partial {t['n_partial']}; kNN {t['knn']}")

@@ -45,7 +45,14 @@ from . import characterize as ch
 from .atlas import atlas_table, export_atlas
 from .compare_config import CompareConfig
 from .compare_figures import heatmap, umap_panels
-from .compare_metrics import gram_norm, knn_jaccard, linear_cka, partition_agreement, probe_auroc, probe_targets
+from .compare_metrics import (
+    gram_norm,
+    knn_jaccard,
+    linear_cka,
+    partition_agreement,
+    probe_auroc,
+    probe_targets,
+)
 from .inputs import InputError, load_cohort, load_store
 from .knn import build_knn
 from .leiden import connectivities, sweep
@@ -315,10 +322,11 @@ def run_compare(cfg: CompareConfig, *, cohort: Path, store: Path, out: Path) -> 
                                   out=out / "atlas", application=cfg.atlas.application))
 
     steps["atlas"] = time.perf_counter() - t_step
-    metrics = {"models": models, "n_shared": int(len(rows)), "n_partial": int(len(missing)),
+    metrics = {"models": models, "n_shared": len(rows), "n_partial": len(missing),
                "columns": columns, "knn_chance_jaccard": chance, "cka_rows": int(len(rows) if cfg.cka_max_n is None
                                                                                 else min(cfg.cka_max_n, len(rows))),
-               "cka_seconds": round(cka_seconds, 1), "step_seconds": {k: round(v, 1) for k, v in steps.items()}, "pairs": pair_rows, "per_model": {m: v.summary for m, v in views.items()},
+               "cka_seconds": round(cka_seconds, 1), "step_seconds": {k: round(v, 1) for k, v in steps.items()},
+               "pairs": pair_rows, "per_model": {m: v.summary for m, v in views.items()},
                "probes": probes.drop(columns="level_names").to_dict("records"), "image_errors": len(img_errors),
                "seconds": round(time.perf_counter() - t0, 1)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from cohorts.config import StrictModel
+
 from .config import AtlasConfig, KnnConfig, LeidenConfig, UmapConfig
 
 

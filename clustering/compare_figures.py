@@ -6,11 +6,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from .figures import save_figure  # noqa: E402
+from .figures import save_figure
 
 
 def heatmap(matrix: pd.DataFrame, *, title: str, path: Path, vmin: float = 0.0, vmax: float = 1.0,

@@ -17,7 +17,11 @@ import pandas as pd
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score, roc_auc_score
+from sklearn.metrics import (
+    adjusted_mutual_info_score,
+    adjusted_rand_score,
+    roc_auc_score,
+)
 from sklearn.model_selection import StratifiedGroupKFold
 from threadpoolctl import threadpool_limits
 
@@ -92,7 +96,7 @@ def probe_auroc(x: np.ndarray, codes: np.ndarray, groups: np.ndarray, *, folds: 
     y, g = codes[rows], np.asarray(groups)[rows]
     present = np.unique(y)
     if len(present) < 2 or min(len(np.unique(g[y == c])) for c in present) < folds:
-        return {"auroc": float("nan"), "n": int(len(rows)), "levels": int(len(present))}
+        return {"auroc": float("nan"), "n": len(rows), "levels": len(present)}
     y = np.searchsorted(present, y)
     proba = np.zeros((len(rows), len(present)))
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
@@ -108,4 +112,4 @@ def probe_auroc(x: np.ndarray, codes: np.ndarray, groups: np.ndarray, *, folds: 
         auc = roc_auc_score(y, proba[:, 1])
     else:   # macro one-vs-rest, computed per level (a level missing from a training fold has probability 0 there)
         auc = np.mean([roc_auc_score(y == c, proba[:, c]) for c in range(len(present))])
-    return {"auroc": float(auc), "n": int(len(rows)), "levels": int(len(present))}
+    return {"auroc": float(auc), "n": len(rows), "levels": len(present)}

@@ -252,7 +252,7 @@ def run_bulk_import(cfg: BulkImportConfig, *, manifest: Path, store: Path, out: 
     n_errors = finalize_errors(errors_path(store), root)
     run = write_run_record(out, cfg, stage="embedders.bulk", extra={
         "manifest": str(manifest), "manifest_sha256": sha, "store": str(store), "summary": summary,
-        "in_all_models": in_all, "partial_rows": int(len(table)), "errors_rows": n_errors})
+        "in_all_models": in_all, "partial_rows": len(table), "errors_rows": n_errors})
     return {"store": store, "errors": errors_path(store), "alignment": alignment_path(store), "run": run}
 
 

@@ -6,7 +6,12 @@ import pandas as pd
 import pytest
 from scipy.stats import ortho_group
 
-from clustering.compare_metrics import knn_jaccard, linear_cka, probe_auroc, probe_targets
+from clustering.compare_metrics import (
+    knn_jaccard,
+    linear_cka,
+    probe_auroc,
+    probe_targets,
+)
 from clustering.config import KnnConfig
 from clustering.knn import build_knn
 

@@ -63,12 +63,12 @@ def test_probes_recover_which_model_encodes_which_nuisance(synthetic):
             col = COLUMN_OF[factor]
             assert probes[col].idxmax() == model, (factor, probes[col].to_dict())
             assert probes.loc[model, col] > 0.8           # weight 1 (age band) gives ~0.89, weight >= 1.5 ~1.0
-    plain = [m for m, w in syn.truth.items() if not w][0]            # encodes no nuisance
+    plain = next(m for m, w in syn.truth.items() if not w)          # encodes no nuisance
     assert (probes.loc[plain, ["view", "sex", "age_band", "site", "Manufacturer"]] < 0.65).all()
 
 
 def test_comparison_outputs(synthetic):
-    syn, _, imported, paths = synthetic
+    _, _, imported, paths = synthetic
     pairs = pd.read_csv(paths["pairs"])
     assert len(pairs) == 10 and pairs[["cka", "knn_jaccard", "ari", "ami"]].notna().all().all()
     missing = pd.read_csv(paths["missing"])

@@ -67,7 +67,7 @@ def test_shards_in_every_format_align_by_id(tmp_path):
 
 
 def test_repeated_id_and_bad_shards_fail_with_the_file(tmp_path):
-    manifest, ids = _manifest(tmp_path, n=10)
+    manifest, _ = _manifest(tmp_path, n=10)
     np.save(tmp_path / "x.npy", _x(3))
     (tmp_path / "x.ids.txt").write_text("img000\nimg001\nimg000\n")
     with pytest.raises(PrecomputedError, match="img000.*more than once"):
