@@ -50,6 +50,39 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+INCLUDE_KEY = "from"
+
+
+def resolve_section(section: Any, *, base_dir: Path, source: str) -> dict[str, Any]:
+    """``section`` with every ``from: PATH`` include in it (at any depth) loaded and its other keys merged over."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"invalid config {source}: a section must be a mapping, got {type(section).__name__}")
+    resolved = {k: resolve_section(v, base_dir=base_dir, source=f"{source}.{k}") if isinstance(v, dict) else v
+                for k, v in section.items() if k != INCLUDE_KEY}
+    if INCLUDE_KEY not in section:
+        return resolved
+    included = Path(section[INCLUDE_KEY])
+    included = included if included.is_absolute() else base_dir / included
+    base = resolve_section(read_yaml(included), base_dir=included.parent, source=str(included))
+    return deep_merge(base, resolved)
+
+
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied; nested mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_config_yaml(path: str | Path) -> dict[str, Any]:
+    """:func:`read_yaml` with every ``from: PATH`` include in it resolved (:func:`resolve_section`)."""
+    return resolve_section(read_yaml(path), base_dir=Path(path).parent, source=str(path))
+
+
 def validate_config(data: dict[str, Any], model: type[T], *, source: str = "<dict>") -> T:
     """Validate a mapping against ``model``; errors name ``source`` and the offending keys."""
     try:

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cohorts.config import ConfigError, StrictModel, read_yaml, validate_config
+from cohorts.config import ConfigError, StrictModel, read_config_yaml, validate_config
 from fusion.survival_config import SurvivalConfig
 
 SerialPolicy = Literal["first_within_window", "last", "all"]
@@ -116,8 +116,8 @@ class FusionConfig(StrictModel):
 
 
 def load_fusion_config(path: str | Path) -> FusionConfig:
-    """Load a fusion YAML or the ``fusion`` section of a composed pipeline config."""
-    data = read_yaml(path)
+    """Load a fusion YAML or the ``fusion`` section of a composed pipeline config (``from:`` includes resolved)."""
+    data = read_config_yaml(path)
     if "fusion" in data:
         section = data["fusion"] or {}
         if not isinstance(section, dict):

@@ -13,13 +13,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cohorts.config import ConfigError, read_yaml, validate_config
+from cohorts.config import INCLUDE_KEY, ConfigError, deep_merge, read_yaml, resolve_section, validate_config
 
 from .stages import STAGES
 
 TOP_LEVEL_KEYS = {"name", "description"} | {stage.name for stage in STAGES}
-INCLUDE_KEY = "from"
-
+__all__ = ["INCLUDE_KEY", "deep_merge", "load_pipeline_config", "resolve_section"]
 
 def load_pipeline_config(path: str | Path) -> tuple[str, dict[str, BaseModel]]:
     """Read and validate every section of a pipeline config; returns (run name, {stage: config})."""
@@ -41,28 +40,3 @@ def load_pipeline_config(path: str | Path) -> tuple[str, dict[str, BaseModel]]:
             source += f" (from {raw[INCLUDE_KEY]})"
         sections[stage.name] = validate_config(section, stage.load_model(), source=source)
     return str(data.get("name") or Path(path).stem), sections
-
-
-def resolve_section(section: Any, *, base_dir: Path, source: str) -> dict[str, Any]:
-    """``section`` with every ``from: PATH`` include in it (at any depth) loaded and its other keys merged over."""
-    if not isinstance(section, dict):
-        raise ConfigError(f"invalid config {source}: a section must be a mapping, got {type(section).__name__}")
-    resolved = {k: resolve_section(v, base_dir=base_dir, source=f"{source}.{k}") if isinstance(v, dict) else v
-                for k, v in section.items() if k != INCLUDE_KEY}
-    if INCLUDE_KEY not in section:
-        return resolved
-    included = Path(section[INCLUDE_KEY])
-    included = included if included.is_absolute() else base_dir / included
-    base = resolve_section(read_yaml(included), base_dir=included.parent, source=str(included))
-    return deep_merge(base, resolved)
-
-
-def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` applied; nested mappings merge key by key, anything else replaces."""
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
