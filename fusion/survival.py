@@ -24,12 +24,18 @@
    ELBO (:func:`fusion.model.make_loss_fn`) + ``joint.weight`` x the survival loss, so the survival
    gradient reaches the VAE encoders. Early stopping uses the survival loss of the validation part;
    test-fold risks come from the jointly trained pair. ``latents.zarr`` is not read.
-4. Metrics on the out-of-fold risks (:mod:`fusion.survival_metrics`): Harrell's and Uno's C, the
-   integrated Brier score (Breslow baseline hazard from the training fold), each with a paired
-   bootstrap CI, and head-minus-baseline differences; binary endpoints report the C-index (AUROC).
+4. Heads: ``head.ensemble`` members per fold, each starting from the exact ridge fit of its linear term
+   (:mod:`fusion.survival_linear`) with the token network's output at 0; the configured
+   ``evaluation.ablations`` (other token networks, or one token group dropped) are trained the same way.
+5. Metrics on the out-of-fold risks and survival curves (:mod:`fusion.survival_eval`): Harrell's, Uno's and
+   Antolini's C, td-AUROC at horizons, integrated Brier score (Breslow baseline hazard from the training
+   fold) and calibration at a horizon, each with a paired patient-bootstrap CI, head-minus-model differences,
+   and ``flags`` (head significantly worse than clinical CoxPH, C < 0.5, < 10 events); binary endpoints
+   report the C-index (AUROC). ``tokens`` states the head's inputs in one sentence.
 
 Writes ``metrics.json``, ``risk.parquet`` (one row per patient and endpoint: ``patient_id``,
-``endpoint``, ``fold``, ``risk`` of the head, ``risk_<baseline>``), ``figures/*.png`` and the run record.
+``endpoint``, ``fold``, ``risk`` of the head, ``risk_<model>``), ``figures/*.png`` and the run record
+(``config.resolved.yaml``: the composed config the head used).
 """
 from __future__ import annotations
 
