@@ -24,12 +24,18 @@
    ELBO (:func:`fusion.model.make_loss_fn`) + ``joint.weight`` x the survival loss, so the survival
    gradient reaches the VAE encoders. Early stopping uses the survival loss of the validation part;
    test-fold risks come from the jointly trained pair. ``latents.zarr`` is not read.
-4. Metrics on the out-of-fold risks (:mod:`fusion.survival_metrics`): Harrell's and Uno's C, the
-   integrated Brier score (Breslow baseline hazard from the training fold), each with a paired
-   bootstrap CI, and head-minus-baseline differences; binary endpoints report the C-index (AUROC).
+4. Heads: ``head.ensemble`` members per fold, each starting from the exact ridge fit of its linear term
+   (:mod:`fusion.survival_linear`) with the token network's output at 0; the configured
+   ``evaluation.ablations`` (other token networks, or one token group dropped) are trained the same way.
+5. Metrics on the out-of-fold risks and survival curves (:mod:`fusion.survival_eval`): Harrell's, Uno's and
+   Antolini's C, td-AUROC at horizons, integrated Brier score (Breslow baseline hazard from the training
+   fold) and calibration at a horizon, each with a paired patient-bootstrap CI, head-minus-model differences,
+   and ``flags`` (head significantly worse than clinical CoxPH, C < 0.5, < 10 events); binary endpoints
+   report the C-index (AUROC). ``tokens`` states the head's inputs in one sentence.
 
 Writes ``metrics.json``, ``risk.parquet`` (one row per patient and endpoint: ``patient_id``,
-``endpoint``, ``fold``, ``risk`` of the head, ``risk_<baseline>``), ``figures/*.png`` and the run record.
+``endpoint``, ``fold``, ``risk`` of the head, ``risk_<model>``), ``figures/*.png`` and the run record
+(``config.resolved.yaml``: the composed config the head used).
 """
 from __future__ import annotations
 
@@ -47,7 +53,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cohorts.config import ConfigError, read_yaml, validate_config
-from cohorts.provenance import write_run_record
+from cohorts.provenance import sha256_json, write_run_record
 from core import cli
 from fusion.clinical import ClinicalEncoder, SchemaError
 from fusion.config import FusionConfig, load_fusion_config
@@ -57,16 +63,16 @@ from fusion.data import PatientData, load_patient_data, resolve_cxr_model
 from fusion.latents import read_informed, read_latents
 from fusion.model import FusionVAE, informed_rows, make_loss_fn
 from fusion.module import FusionModule
-from fusion.survival_baselines import clinical_design, fit_predict, pca_design, truth_design
+from fusion.survival_baselines import clinical_design, fit_predict, fit_predict_forest, pca_design, truth_design
 from fusion.survival_config import Endpoint, SurvivalConfig
-from fusion.survival_figures import plot_c_index, plot_km_by_risk
+from fusion.survival_eval import calibration_tables, endpoint_flags, eval_times, evaluate_endpoint, token_summary
+from fusion.survival_figures import plot_c_index, plot_calibration, plot_km_by_risk
 from fusion.survival_head import SurvivalHead
-from fusion.survival_metrics import (Interval, binary_c, bootstrap, breslow_cumulative_hazard, cox_survival,
-                                     harrell_c, integrated_brier, time_grid, uno_c)
+from fusion.survival_linear import fit_linear_term, pad_rows
+from fusion.survival_metrics import Interval, breslow_cumulative_hazard, cox_survival
 from fusion.train import fit, iterate_batches
 
 log = logging.getLogger(__name__)
-BASELINES = ("clinical_cox", "cxr_pca_cox", "oracle")
 PREDICT_BATCH = 256
 VAE_PREFIX = "vae_"   # joint mode: batch keys of the VAE's arrays (fusion.model.make_arrays) carry this prefix
 
@@ -312,6 +318,16 @@ def _jitted_joint(loss: JointLoss) -> Any:
     return jax.jit(loss.outputs)
 
 
+def _score(loss: HeadLoss, params: Any, arrays: dict[str, np.ndarray]) -> float:
+    """``loss`` of ``params`` on all of ``arrays`` in one batch (zero-weight padding rows are ignored)."""
+    return float(_jitted_loss(loss)(params, pad_rows(arrays), jax.random.PRNGKey(0), 0)[0])
+
+
+@lru_cache(maxsize=16)
+def _jitted_loss(loss: HeadLoss) -> Any:
+    return jax.jit(loss)
+
+
 def _predict(apply: Any, params: Any, arrays: dict[str, np.ndarray]) -> np.ndarray:
     """Outputs of the jitted ``apply(params, batch)`` over ``arrays`` (rows in order)."""
     n = len(next(iter(arrays.values())))
@@ -335,21 +351,44 @@ def _take(arrays: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarr
     return {k: v[mask] for k, v in arrays.items()}
 
 
+def head_variants(cfg: SurvivalConfig, module: SurvivalHead) -> dict[str, SurvivalHead]:
+    """``{"head": module}`` plus one module per ``evaluation.ablations`` entry (other mixer, or a token group
+    dropped; an ablation that would leave no token group, or that equals the head, is skipped with a log line)."""
+    out = {"head": module}
+    for name in cfg.evaluation.ablations:
+        if name in ("gru", "mlp", "linear"):
+            variant = module.clone(mixer=name)
+        else:
+            group = {"no_cxr": "use_cxr", "no_clinical": "use_clinical", "no_latent": "use_latent"}[name]
+            variant = module.clone(**{group: False})
+            if not (variant.use_cxr or variant.use_clinical or variant.use_latent):
+                log.info("ablation %s skipped: no token group would be left", name)
+                continue
+        if variant == module:
+            log.info("ablation %s skipped: it is the head itself (mixer %s, groups as configured)", name, module.mixer)
+            continue
+        out[name] = variant
+    return out
+
+
 def _fold(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[str, np.ndarray],
           test: np.ndarray, grid: np.ndarray | None, *, fold: int, vae_data: PatientData | None = None,
           fusion: FusionConfig | None = None) -> FoldResult:
-    """Fit preprocessing, ``head.ensemble`` heads and the baselines on the rows outside ``test``; predict ``test``.
+    """Fit preprocessing, ``head.ensemble`` heads per variant (head + ablations) and the baselines on the rows
+    outside ``test``; predict ``test``.
 
     Each head early-stops on its own validation part of the training rows (:func:`_validation_rows`, seeded by
-    ``(seed, fold, member)``); the fold's head output is the members' mean. ``test`` is a mask over ``target.rows``.
-    Joint mode (``vae_data``, the VAE's inputs, and ``fusion`` given): each member trains a fusion VAE with the head
-    (:class:`JointLoss`), its preprocessing fitted on the rows outside ``test``.
+    ``(seed, fold, member)``, the same parts for every variant); the fold's output is the members' mean.
+    ``test`` is a mask over ``target.rows``; ``grid``: times of the survival curves (None for binary endpoints).
+    Joint mode (``vae_data``, the VAE's inputs, and ``fusion`` given): each member trains a fusion VAE with the
+    head (:class:`JointLoss`), its preprocessing fitted on the rows outside ``test``.
     """
     rows = target.rows
     fit_rows = ~test
     kind = target.endpoint.kind if target.endpoint.kind == "binary" else cfg.loss.kind
     x, xmask, days, latent, lat_ok = (inputs[k] for k in ("x", "xmask", "days", "latent", "lat_ok"))
     pre = Preprocessor.fit(data, x, xmask, latent, lat_ok, rows[fit_rows], cfg)
+    cuts = None
     if kind == "binary":
         targets = {"y": target.y.astype(np.float32)}
     else:
@@ -359,8 +398,8 @@ def _fold(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[s
             targets["bins"] = bin_index(target.time, cuts)
     arr = {name: pre.arrays(data, x, xmask, days, latent, lat_ok, rows[sel]) | _take(targets, sel)
            for name, sel in (("fit", fit_rows), ("test", test))}
-    joint = vae_data is not None
-    if joint:
+    vae = vae_train = None
+    if vae_data is not None:
         vae, vae_train = FusionVAE(fusion), vae_data.subset(rows[fit_rows])
         vae.prepare(vae_train, seed=cfg.seed)                   # preprocessing from training patients only
         for name, sel in (("fit", fit_rows), ("test", test)):
@@ -376,10 +415,57 @@ def _fold(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[s
                           n_variables=len(variables), n_out=(len(cuts) + 1) if kind == "discrete" else 1,
                           d_model=h.d_model, n_layers=h.n_layers, d_state=h.d_state, expand=h.expand, d_conv=h.d_conv,
                           scan=h.scan, use_clinical=cfg.tokens.clinical and bool(variables),
-                          use_latent=cfg.tokens.latent != "none", use_cxr=cfg.tokens.cxr)
+                          use_latent=cfg.tokens.latent != "none", use_cxr=cfg.tokens.cxr, mixer=h.mixer,
+                          linear_skip=h.linear_skip)
+    risk: dict[str, np.ndarray] = {}
+    surv: dict[str, np.ndarray] = {}
+    epochs: dict[str, list[int]] = {}
+    best_epochs: dict[str, list[int]] = {}
+    for name, variant in head_variants(cfg, module).items():
+        out, epochs[name], best_epochs[name] = _train_members(cfg, variant, kind, arr, target, fit_rows, fold=fold,
+                                                              vae=vae, vae_train=vae_train, fusion=fusion)
+        if kind == "discrete":
+            risk[name] = discrete_hazard_risk(out["test"])
+            hazards = 1.0 / (1.0 + np.exp(-out["test"]))
+            surv[name] = np.cumprod(1.0 - hazards, axis=1)[:, bin_index(grid, cuts)]
+        else:
+            risk[name] = out["test"][:, 0]
+            if kind == "cox":
+                surv[name] = _cox_curves(target, fit_rows, out["fit"][:, 0], risk[name], grid)
+
+    # baselines on the same rows (no early stopping needed)
+    designs = _baseline_designs(cfg, data, target, inputs, pre, fit_rows, cfg.seed * 1000 + fold)
+    for name, design in designs.items():
+        if name == "rsf":
+            risk[name], curves = fit_predict_forest(design, fit_rows, test, time=target.time, event=target.event,
+                                                    y=target.y, grid=grid, seed=cfg.seed * 1000 + fold)
+            if curves is not None:
+                surv[name] = curves
+            continue
+        scores = fit_predict(design, fit_rows, fit_rows | test, time=target.time, event=target.event,
+                             y=target.y, penalizer=cfg.evaluation.penalizer)
+        pos = np.flatnonzero(fit_rows | test)
+        full = np.full(len(rows), np.nan)
+        full[pos] = scores
+        risk[name] = full[test]
+        if kind != "binary":
+            shift = np.nanmean(full[fit_rows])
+            risk[name] = risk[name] - shift
+            surv[name] = _cox_curves(target, fit_rows, full[fit_rows] - shift, risk[name], grid)
+    return FoldResult(risk=risk, surv=surv, head_epochs=epochs, head_best_epochs=best_epochs)
+
+
+def _train_members(cfg: SurvivalConfig, module: SurvivalHead, kind: str, arr: dict[str, dict[str, np.ndarray]],
+                   target: Target, fit_rows: np.ndarray, *, fold: int, vae: FusionVAE | None,
+                   vae_train: PatientData | None, fusion: FusionConfig | None) -> tuple[dict[str, np.ndarray], list[int], list[int]]:
+    """Train ``head.ensemble`` members of ``module`` -> ``({"fit", "test"}: mean outputs, epochs, best epochs)``.
+
+    Joint mode: ``vae`` (preprocessing fitted on ``vae_train``, the fold's training patients) is trained with it.
+    """
+    h = cfg.head
     loss, score = HeadLoss(module, kind, cfg.loss.ties, h.token_dropout), HeadLoss(module, kind, cfg.loss.ties)
     apply = _jitted(module)[1]
-    if joint:
+    if vae is not None:
         vae_json = fusion.model_dump_json(include={"model", "kl"})
         loss = JointLoss(loss, vae.module, vae_json, cfg.joint.weight)
         score = JointLoss(score, vae.module, vae_json, cfg.joint.weight, score=True)
@@ -394,43 +480,23 @@ def _fold(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[s
         train_arr, val_arr = _take(arr["fit"], ~val), _take(arr["fit"], val)
         head_in = {k: v[:2] for k, v in train_arr.items() if not k.startswith(VAE_PREFIX)}
         params = _jitted(module)[0](jax.random.PRNGKey(seed), head_in)["params"]
-        if joint:
+        if vae is not None:
             vae.prepare(vae_train, seed=seed)                   # same preprocessing, this member's initialisation
             params = {"head": params, "vae": vae.params}
+        elif "linear" in params:                                # start from the exact ridge fit of the linear term
+            params = {**params, "linear": fit_linear_term(module, HeadLoss, kind, cfg.loss.ties, train_arr,
+                                                          penalty=h.linear_penalty)}
         result = fit(loss, params, train_arr, val_arr, cfg=cfg.train_config(), seed=seed, eval_fn=score, progress=False)
-        out = {name: _predict(apply, result.params, arr[name]) for name in ("fit", "test")}
+        best = result.params
+        if vae is None and "linear" in params and _score(score, params, val_arr) <= _score(score, best, val_arr):
+            best = params                                       # training never beat the start on validation
+        out = {name: _predict(apply, best, arr[name]) for name in ("fit", "test")}
         shift = out["fit"].mean(0) if kind == "cox" else 0.0   # the partial likelihood leaves the offset free
         for name in members:
             members[name].append(out[name] - shift)
         epochs.append(result.epochs_run)
         best_epochs.append(result.best_epoch)
-    out = {name: np.mean(v, axis=0) for name, v in members.items()}
-
-    risk: dict[str, np.ndarray] = {}
-    surv: dict[str, np.ndarray] = {}
-    if kind == "discrete":
-        risk["head"] = discrete_hazard_risk(out["test"])
-        hazards = 1.0 / (1.0 + np.exp(-out["test"]))
-        surv["head"] = np.cumprod(1.0 - hazards, axis=1)[:, bin_index(grid, cuts)]
-    else:
-        risk["head"] = out["test"][:, 0]
-        if kind == "cox":
-            surv["head"] = _cox_curves(target, fit_rows, out["fit"][:, 0], risk["head"], grid)
-
-    # baselines on the same rows (no early stopping needed)
-    designs = _baseline_designs(cfg, data, target, inputs, pre, fit_rows, cfg.seed * 1000 + fold)
-    for name, design in designs.items():
-        scores = fit_predict(design, fit_rows, fit_rows | test, time=target.time, event=target.event,
-                             y=target.y, penalizer=cfg.evaluation.penalizer)
-        pos = np.flatnonzero(fit_rows | test)
-        full = np.full(len(rows), np.nan)
-        full[pos] = scores
-        risk[name] = full[test]
-        if kind != "binary":
-            shift = np.nanmean(full[fit_rows])
-            risk[name] = risk[name] - shift
-            surv[name] = _cox_curves(target, fit_rows, full[fit_rows] - shift, risk[name], grid)
-    return FoldResult(risk=risk, surv=surv, head_epochs=epochs, head_best_epochs=best_epochs)
+    return {name: np.mean(v, axis=0) for name, v in members.items()}, epochs, best_epochs
 
 
 def _cox_curves(target: Target, fit_rows: np.ndarray, fit_risk: np.ndarray, test_risk: np.ndarray,
@@ -445,13 +511,15 @@ def _cox_curves(target: Target, fit_rows: np.ndarray, fit_risk: np.ndarray, test
 def _baseline_designs(cfg: SurvivalConfig, data: PatientData, target: Target, inputs: dict[str, np.ndarray],
                       pre: Preprocessor, fit_rows: np.ndarray, seed: int) -> dict[str, pd.DataFrame]:
     rows = target.rows
+    wanted = set(cfg.evaluation.baselines)
     designs: dict[str, pd.DataFrame] = {}
-    if pre.encoder.variables:
+    if pre.encoder.variables and wanted & {"clinical_cox", "rsf"}:
         clin = pre.encoder.transform(data.clinical.iloc[rows], schema=data.schema)
         names = [f"{v.name}[{j}]" for v in pre.encoder.variables for j in range(v.stop - v.start)]
-        designs["clinical_cox"] = clinical_design(clin.values, clin.mask, names)
+        design = clinical_design(clin.values, clin.mask, names)
+        designs |= {k: design for k in ("clinical_cox", "rsf") if k in wanted}
     xmask = inputs["xmask"][rows]
-    if xmask.any():
+    if xmask.any() and "cxr_pca_cox" in wanted:
         x = np.where(xmask[..., None], (inputs["x"][rows] - pre.cxr_mean) / pre.cxr_std, 0.0)
         mean = x.sum(1) / np.maximum(xmask.sum(1, keepdims=True), 1)
         designs["cxr_pca_cox"] = pca_design(mean, xmask.any(1), fit_rows, n_components=cfg.evaluation.pca_components,
@@ -461,44 +529,9 @@ def _baseline_designs(cfg: SurvivalConfig, data: PatientData, target: Target, in
     if missing:
         raise SchemaError(f"evaluation.oracle_columns {missing} are not role=truth columns "
                           f"(truth columns: {list(data.truth.columns)})")
-    if truth_cols:
+    if truth_cols and "oracle" in wanted:
         designs["oracle"] = truth_design(data.truth.iloc[rows][truth_cols])
     return designs
-
-
-# ----------------------------------------------------------------------------------------- evaluation
-def _metric_fns(target: Target, grid: np.ndarray | None) -> dict[str, Any]:
-    if target.endpoint.kind == "binary":
-        y = target.y
-        return {"c_index": lambda r, s: binary_c(y[r], s[r]) if np.isfinite(s[r]).all() else float("nan")}
-    t, e = target.time, target.event
-
-    def harrell(r: np.ndarray, s: np.ndarray) -> float:
-        return harrell_c(t[r], e[r], s[r]) if np.isfinite(s[r]).all() else float("nan")
-
-    def uno(r: np.ndarray, s: np.ndarray) -> float:
-        return uno_c(t[r], e[r], s[r], tau=float(grid[-1])) if np.isfinite(s[r]).all() else float("nan")
-
-    def ibs(r: np.ndarray, s: np.ndarray) -> float:
-        return integrated_brier(t[r], e[r], s[r], grid) if np.isfinite(s[r]).all() else float("nan")
-
-    return {"c_index": harrell, "uno_c": uno, "integrated_brier": ibs}
-
-
-def evaluate_endpoint(target: Target, risk: dict[str, np.ndarray], surv: dict[str, np.ndarray],
-                      grid: np.ndarray | None, cfg: SurvivalConfig) -> dict[str, Any]:
-    """Metrics with paired bootstrap CIs of every model, and head-minus-other differences."""
-    ev = cfg.evaluation
-    out: dict[str, Any] = {}
-    for metric, fn in _metric_fns(target, grid).items():
-        scores = surv if metric == "integrated_brier" else risk
-        if not scores:
-            continue
-        contrasts = [("head", k) for k in scores if k != "head"] if "head" in scores else []
-        res = bootstrap(fn, len(target.rows), scores, n_boot=ev.n_boot, seed=cfg.seed, level=ev.level,
-                        contrasts=contrasts)
-        out[metric] = {k: v.as_dict() for k, v in res.items()}
-    return out
 
 
 # ----------------------------------------------------------------------------------------- stage
@@ -536,28 +569,43 @@ def run_endpoint(cfg: SurvivalConfig, data: PatientData, target: Target, inputs:
     if n < 2 * ev.folds or n_events < ev.folds:
         raise ValueError(f"endpoint '{target.endpoint.name}': {n} patients with {n_events} events are too few for "
                          f"{ev.folds}-fold evaluation (evaluation.folds)")
-    grid = time_grid(target.time, target.event) if target.endpoint.kind != "binary" else None
-    fold = _folds(n, ev.folds, cfg.seed)
+    binary = target.endpoint.kind == "binary"
+    times = eval_times(target.time, target.event, cfg) if not binary else None
+    fold = _folds(n, ev.folds, cfg.seed if ev.fold_seed is None else ev.fold_seed)
     risk: dict[str, np.ndarray] = {}
     surv: dict[str, np.ndarray] = {}
-    epochs = []
+    epochs, ablation_epochs = [], []
     for f in tqdm(range(ev.folds), desc=f"survival {target.endpoint.name}", unit="fold"):
         test = fold == f
-        res = _fold(cfg, data, target, inputs, test, grid, fold=f, vae_data=vae_data, fusion=fusion)
+        res = _fold(cfg, data, target, inputs, test, times.grid if times else None, fold=f, vae_data=vae_data,
+                    fusion=fusion)
         for store, part in ((risk, res.risk), (surv, res.surv)):
             for k, v in part.items():
                 store.setdefault(k, np.full((n,) + v.shape[1:], np.nan))[test] = v
-        epochs.append({"fold": f, "epochs": res.head_epochs, "best_epoch": res.head_best_epochs})
+        epochs.append({"fold": f, "epochs": res.head_epochs["head"], "best_epoch": res.head_best_epochs["head"]})
+        ablation_epochs.append({"fold": f, **{k: v for k, v in res.head_best_epochs.items() if k != "head"}})
     metrics = {
-        "kind": target.endpoint.kind, "loss": "logistic" if target.endpoint.kind == "binary" else cfg.loss.kind,
+        "kind": target.endpoint.kind, "loss": "logistic" if binary else cfg.loss.kind,
         "n_patients": n, "n_events": n_events, "folds": ev.folds, "row_notes": target.notes, "training": epochs,
-        **({"brier_grid_days": [float(grid[0]), float(grid[-1])]} if grid is not None else {}),
-        "metrics": evaluate_endpoint(target, risk, surv, grid, cfg),
+        "models": {"head": cfg.head.mixer, **{k: "ablation" for k in cfg.evaluation.ablations if k in risk},
+                   **{k: "baseline" for k in cfg.evaluation.baselines if k in risk}},
+        **({"brier_grid_days": [float(times.brier_times[0]), float(times.brier_times[-1])],
+            "horizons_days": times.horizons.tolist(), "calibration_horizon_days": times.calibration}
+           if times else {}),
+        "metrics": evaluate_endpoint(target.endpoint.kind, risk, surv, cfg, time=target.time, event=target.event,
+                                     y=target.y, times=times),
     }
+    if cfg.evaluation.ablations:
+        metrics["ablation_best_epochs"] = ablation_epochs
+    if times is not None and "calibration" in cfg.evaluation.metrics:
+        metrics["calibration"] = {k: {c: np.asarray(v).tolist() for c, v in tab.items()} for k, tab in
+                                  calibration_tables(target.time, target.event, surv, times,
+                                                     groups=cfg.evaluation.calibration_groups).items()}
+    metrics["flags"] = endpoint_flags(metrics["metrics"], n_events=n_events)
     frame = pd.DataFrame({"patient_id": data.patient_ids[target.rows], "endpoint": target.endpoint.name,
                           "fold": fold, "risk": risk["head"]})
-    for k in BASELINES:
-        if k in risk:
+    for k in risk:
+        if k != "head":
             frame[f"risk_{k}"] = risk[k]
     return metrics, frame
 
@@ -592,8 +640,14 @@ def run_survival(cfg: SurvivalConfig, *, cohort: Path, store: Path | None, selec
         joint = {"vae_data": replace(data, cxr=serial.cxr, cxr_mask=serial.mask, cxr_offsets=serial.days),
                  "fusion": fusion}
 
-    metrics: dict[str, Any] = {"cxr_model": model, "augmentation": augmentation, "input_notes": data.notes | serial.notes,
+    n_clinical = len(ClinicalEncoder(out_of_range="mask").fit(data.clinical, data.schema, columns=tok.clinical_columns,
+                                                             exclude=tok.clinical_exclude).variables) if tok.clinical else 0
+    latent_dim = (fusion.model.latent_dim if tok.latent == "joint" else latent.shape[1]) if tok.latent != "none" else None
+    metrics: dict[str, Any] = {"tokens": token_summary(cfg, cxr_model=model, n_clinical=n_clinical, latent_dim=latent_dim),
+                               "config": "config.resolved.yaml", "config_sha256": sha256_json(cfg.model_dump(mode="json")),
+                               "cxr_model": model, "augmentation": augmentation, "input_notes": data.notes | serial.notes,
                                "latent": tok.latent, "patients_with_latent": int(lat_ok.sum()), "endpoints": {}}
+    log.info("survival head tokens: %s", metrics["tokens"])
     if joint:
         metrics["joint_vae_config"] = joint["fusion"].model_dump(mode="json", include={"model", "kl", "clinical", "cxr"})
         del metrics["patients_with_latent"]
@@ -608,6 +662,12 @@ def run_survival(cfg: SurvivalConfig, *, cohort: Path, store: Path | None, selec
         if endpoint.kind != "binary":
             plot_km_by_risk(target.time, target.event, frame, figures / f"km_{endpoint.name}.png",
                             groups=cfg.evaluation.risk_groups, title=endpoint.name)
+            tables = {k: v for k, v in ep_metrics.get("calibration", {}).items()
+                      if k in ("head", "clinical_cox", "rsf")}
+            if tables:
+                plot_calibration({k: {c: np.asarray(v) for c, v in t.items()} for k, t in tables.items()},
+                                 ep_metrics["calibration_horizon_days"], figures / f"calibration_{endpoint.name}.png",
+                                 title=endpoint.name)
         _log_summary(endpoint.name, ep_metrics)
     risk_path = out / "risk.parquet"
     pd.concat(frames, ignore_index=True).to_parquet(risk_path, index=False)
@@ -647,12 +707,20 @@ def _json_default(obj: object) -> object:
 
 
 def load_survival_config(path: str | Path) -> SurvivalConfig:
-    """A survival YAML, or the ``survival`` section of a fusion or composed pipeline config."""
+    """A survival YAML, or the ``survival`` section of a fusion or composed pipeline config (``from:`` resolved).
+
+    From a fusion or pipeline config, ``tokens.cxr_model: null`` means the fusion VAE's ``cxr.model`` (as
+    :mod:`fusion.run` does), so this CLI and the fusion stage run the same head from the same file.
+    """
     data = read_yaml(path)
-    if "fusion" in data:
-        data, source = (data["fusion"] or {}).get("survival", {}), f"{path} [fusion.survival]"
-    elif "survival" in data:
-        data, source = data["survival"], f"{path} [survival]"
+    fusion = data.get("fusion") if "fusion" in data else data if "survival" in data else None
+    if fusion is not None:
+        fusion = fusion or {}
+        data, source = fusion.get("survival") or {}, f"{path} [survival]"
+        vae_model = (fusion.get("cxr") or {}).get("model")
+        tokens = data.get("tokens") or {}
+        if tokens.get("cxr_model") is None and vae_model is not None:
+            data = {**data, "tokens": {**tokens, "cxr_model": vae_model}}
     else:
         source = str(path)
     return validate_config(data or {}, SurvivalConfig, source=source)

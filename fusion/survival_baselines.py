@@ -6,6 +6,8 @@
   (PCA fitted on training patients), plus a no-CXR indicator.
 * ``oracle``: the same on the cohort's ``truth`` columns (e.g. the demo's planted subtype and
   severity): the ceiling a model could reach from the generating variables.
+* ``rsf`` (optional): a random survival forest (scikit-survival, 100 trees, min 15 patients per leaf) on
+  the clinical design: a nonlinear reference that needs no tuning.
 
 Binary endpoints (no times) use an L2 logistic regression (``C = 1 / penalizer``) on the same design,
 the analogue of the head's logistic loss. Every fitter returns a risk score (higher = worse).
@@ -78,3 +80,34 @@ def fit_predict(design: pd.DataFrame, train: np.ndarray, test: np.ndarray, *, ti
         log.warning("CoxPH baseline did not converge (%s); its risks are NaN for this fold", exc)
         return np.full(n_test, np.nan)
     return cph.predict_log_partial_hazard(frame[test]).to_numpy()
+
+
+def fit_predict_forest(design: pd.DataFrame, train: np.ndarray, test: np.ndarray, *, time: np.ndarray | None,
+                       event: np.ndarray | None, y: np.ndarray | None, grid: np.ndarray | None, seed: int,
+                       n_trees: int = 100) -> tuple[np.ndarray, np.ndarray | None]:
+    """Random survival forest (or random forest classifier for ``y``) -> ``(test risk, test S on grid or None)``.
+
+    Risk: the forest's predicted cumulative hazard summed over its time points (scikit-survival's
+    ``predict``; higher = worse), or the event probability for binary outcomes. Needs scikit-survival.
+    """
+    x = design.to_numpy(float)
+    if y is not None:
+        from sklearn.ensemble import RandomForestClassifier
+
+        model = RandomForestClassifier(n_trees, min_samples_leaf=5, random_state=seed, n_jobs=1).fit(x[train], y[train])
+        return model.predict_proba(x[test])[:, 1], None
+    try:
+        from sksurv.ensemble import RandomSurvivalForest
+        from sksurv.util import Surv
+    except ImportError as exc:
+        raise ImportError("evaluation.baselines 'rsf' needs scikit-survival (pip install 'scikit-survival==0.28.0', "
+                          "in the dev extra), or remove 'rsf' from evaluation.baselines") from exc
+    from fusion.survival_metrics import survival_at
+
+    model = RandomSurvivalForest(n_trees, min_samples_leaf=15, max_features="sqrt", random_state=seed, n_jobs=1)
+    model.fit(x[train], Surv.from_arrays(event[train].astype(bool), time[train]))
+    risk = model.predict(x[test])
+    curves = None
+    if grid is not None:
+        curves = survival_at(model.predict_survival_function(x[test], return_array=True), model.unique_times_, grid)
+    return risk, curves

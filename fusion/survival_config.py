@@ -65,9 +65,21 @@ class JointConfig(StrictModel):
     weight: float = Field(1.0, ge=0)         # weight of the survival loss next to the negative ELBO
 
 
-class HeadConfig(StrictModel):
-    """Network sizes of the selective-SSM head."""
+ABLATIONS = ("gru", "mlp", "linear", "no_cxr", "no_clinical", "no_latent")
+BASELINES = ("clinical_cox", "cxr_pca_cox", "oracle", "rsf")
+METRICS = ("c_index", "uno_c", "antolini_c", "td_auroc", "integrated_brier", "calibration")
+Ablation = Literal["gru", "mlp", "linear", "no_cxr", "no_clinical", "no_latent"]
+Baseline = Literal["clinical_cox", "cxr_pca_cox", "oracle", "rsf"]
+Metric = Literal["c_index", "uno_c", "antolini_c", "td_auroc", "integrated_brier", "calibration"]
 
+
+class HeadConfig(StrictModel):
+    """Network sizes of the token head (selective SSM by default)."""
+
+    mixer: Literal["ssm", "gru", "mlp", "linear"] = "ssm"   # sequence model over the tokens (fusion.survival_head)
+    linear_skip: bool = True                 # add a linear term of the same inputs (Cox + nonlinear correction)
+    linear_penalty: float = Field(0.1, ge=0)  # ridge penalty of the linear term's exact starting fit
+    # (fusion.survival_linear; half this times the squared kernel norm is added to the mean loss)
     d_model: int = Field(32, ge=4)
     n_layers: int = Field(1, ge=1)
     d_state: int = Field(8, ge=1)
@@ -75,7 +87,7 @@ class HeadConfig(StrictModel):
     d_conv: int = Field(2, ge=1)             # causal depthwise conv width (1 = none)
     scan: Literal["parallel", "sequential"] = "parallel"
     token_dropout: float = Field(0.0, ge=0, lt=1)   # training only: each present token is hidden w.p. this
-    ensemble: int = Field(1, ge=1)           # heads per fold, each early-stopped on its own validation split and
+    ensemble: int = Field(3, ge=1)           # heads per fold, each early-stopped on its own validation split and
     # seed; the fold's output is their mean (Cox risks centred first): less variance from noisy early stopping
 
 
@@ -91,6 +103,7 @@ class EvaluationConfig(StrictModel):
     """Held-out evaluation: K-fold out-of-fold risks, bootstrap CIs, baselines, oracle."""
 
     folds: int = Field(5, ge=2)              # patient-level K-fold; every reported risk is out-of-fold
+    fold_seed: int | None = None             # seed of the fold split; None: the config's `seed`
     val_fraction: float = Field(0.15, gt=0, lt=0.5)   # of each training fold, for early stopping
     n_boot: int = Field(1000, ge=10)
     level: float = Field(0.95, gt=0, lt=1)
@@ -98,7 +111,14 @@ class EvaluationConfig(StrictModel):
     penalizer: float = Field(0.1, ge=0)      # ridge penalty of the lifelines baselines
     oracle_columns: list[str] | None = None  # role=truth columns for the oracle CoxPH; None: all present
     risk_groups: int = Field(3, ge=2)        # Kaplan-Meier curves by predicted-risk tertiles
-
+    baselines: list[Baseline] = Field(default_factory=lambda: ["clinical_cox", "cxr_pca_cox", "oracle"])
+    # rsf: random survival forest (scikit-survival, 100 trees) on the clinical design; binary: random forest
+    ablations: list[Ablation] = Field(default_factory=list)   # extra heads per fold, each compared to the head:
+    # gru / mlp / linear mixer, or the head without one token group (no_cxr, no_clinical, no_latent)
+    metrics: list[Metric] = Field(default_factory=lambda: list(METRICS))   # binary endpoints: c_index only
+    horizons_days: list[float] | None = None  # td-AUROC horizons; None: quartiles of the endpoint's event times
+    calibration_horizon_days: float | None = None   # None: median event time
+    calibration_groups: int = Field(10, ge=2)  # risk groups (deciles) of the calibration plot
 
 class SurvivalConfig(StrictModel):
     """Selective-SSM survival head options."""

@@ -1,4 +1,5 @@
-"""Figures of the survival head (matplotlib, Agg): C-index forest plot, Kaplan-Meier by predicted risk group."""
+"""Figures of the survival head (matplotlib, Agg): C-index forest plot, Kaplan-Meier by predicted risk group,
+calibration at a horizon."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,6 +52,28 @@ def plot_km_by_risk(time: np.ndarray, event: np.ndarray, frame: pd.DataFrame, pa
     ax.set_xlabel("days")
     ax.set_ylabel("survival")
     ax.set_title(f"{title}: Kaplan-Meier by predicted risk ({groups} groups, out-of-fold)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_calibration(tables: dict[str, dict[str, np.ndarray]], horizon: float, path: Path, *, title: str) -> Path:
+    """Predicted vs Kaplan-Meier observed survival at ``horizon`` (days) by risk group, one line per model.
+
+    ``tables``: model -> :func:`fusion.survival_metrics.calibration_table` output.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="perfect calibration")
+    for name, tab in tables.items():
+        ax.plot(tab["predicted"], tab["observed"], "o-", ms=4, label=name)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(f"predicted survival at {horizon:g} days (mean of risk group)")
+    ax.set_ylabel("observed survival (Kaplan-Meier of the group)")
+    ax.set_title(f"{title}: calibration, {len(next(iter(tables.values()))['n'])} risk groups, out-of-fold")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

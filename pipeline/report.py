@@ -20,6 +20,7 @@ import pandas as pd
 from clustering.narrative import CAVEAT
 from clustering.report import FIGURE_CHECK_SCRIPT, TABLE1_LEGEND, format_p
 from cohorts.provenance import now_iso
+from fusion.survival_eval import FLAG_TEXT
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1250px;margin:2em auto;padding:0 1em;color:#222}
 h1{border-bottom:2px solid #446}h2{margin-top:2em;border-bottom:1px solid #bbb}
@@ -134,7 +135,11 @@ def _survival(run: Path) -> str:
     out = ["<h2>4. Survival head vs baselines</h2>",
            f"<p class=muted>Out-of-fold risks ({html.escape(str(metrics.get('cxr_model')))} embeddings); "
            "CIs from a patient bootstrap; 'a - b' rows are paired differences.</p>"]
+    if metrics.get("tokens"):
+        out.append(f"<p>Tokens: {html.escape(metrics['tokens'])} (config: fusion/survival/config.resolved.yaml).</p>")
     for name, endpoint in metrics.get("endpoints", {}).items():
+        for flag in endpoint.get("flags", []):
+            out.append(f"<p class=why>Warning, {html.escape(name)}: {html.escape(FLAG_TEXT.get(flag, flag))}.</p>")
         table = pd.DataFrame({metric: {method: _ci(v.get("estimate"), v.get("ci_low"), v.get("ci_high"))
                                        for method, v in values.items()}
                               for metric, values in endpoint.get("metrics", {}).items()})

@@ -43,3 +43,31 @@ def test_folds_share_one_compiled_training_step():
             eval_fn=HeadLoss(head, "cox", "efron"))
     after = _compiled_steps.cache_info()
     assert after.misses - before.misses == 1 and after.hits - before.hits == 2
+
+
+def test_linear_term_start_is_the_cox_fit(rossi_xte):
+    """With penalty ~0 the exact start of the head's linear term is lifelines' CoxPH (Efron) on rossi."""
+    import pandas as pd
+    from lifelines import CoxPHFitter
+
+    from fusion.survival_linear import fit_linear_term
+
+    x, t, e = rossi_xte
+    x = (x - x.mean(0)) / x.std(0)
+    head = SurvivalHead(variable_of_column=tuple(range(7)), n_variables=7, use_latent=False, use_cxr=False)
+    train = {"clin_values": x.astype(np.float32), "clin_mask": np.ones_like(x, np.float32),
+             "time": t.astype(np.float32), "event": e.astype(np.float32)}
+    fitted = fit_linear_term(head, HeadLoss, "cox", "efron", train, penalty=1e-8, max_iter=500)
+    ref = CoxPHFitter().fit(pd.DataFrame(x).assign(t=t, e=e), "t", "e").params_.to_numpy()
+    np.testing.assert_allclose(fitted["kernel"][:7, 0], ref, atol=2e-3)
+    assert np.abs(fitted["kernel"][7:, 0]).max() < 1e-6             # constant presence flags: no information
+
+
+def test_head_starts_as_its_linear_term():
+    """With the linear term the token network's output layer starts at 0."""
+    head = SurvivalHead(variable_of_column=(0, 1, 2), n_variables=3, d_model=8, d_state=4)
+    batch = _batch(16, 0)
+    params = jax.jit(head.init)(jax.random.PRNGKey(0), batch)["params"]
+    full = np.asarray(head.apply({"params": params}, batch))
+    linear = np.asarray(head.clone(mixer="linear").apply({"params": {"linear": params["linear"]}}, batch))
+    np.testing.assert_allclose(full, linear, atol=1e-6)

@@ -44,9 +44,9 @@ def test_uno_c_equals_brute_force_with_ties():
     for i in range(len(time)):
         if not event[i] or time[i] >= tau:
             continue
-        w = 1.0 / g(np.array([time[i]]), True)[0] ** 2
+        w = 1.0 / g(np.array([time[i]]))[0] ** 2               # G(T_i), right-continuous
         for j in range(len(time)):
-            if time[i] < time[j]:
+            if time[i] < time[j] or (time[i] == time[j] and not event[j]):   # censored at T_i: still at risk
                 den += w
                 num += w * (1.0 if risk[i] > risk[j] else 0.5 if risk[i] == risk[j] else 0.0)
     assert uno_c(time, event, risk, tau=tau) == pytest.approx(num / den, rel=1e-12)
@@ -58,12 +58,18 @@ def test_uno_equals_harrell_without_censoring():
     assert uno_c(time, np.ones(80), risk) == pytest.approx(harrell_c(time, np.ones(80), risk), rel=1e-12)
 
 
-def test_censoring_km_matches_lifelines():
+def test_censoring_km_removes_tied_events_first():
+    """Events at t leave the censoring risk set before the censorings at t (the module's convention);
+    lifelines' KM of the flipped indicator keeps them in it, so it agrees only without event/censoring ties."""
     time, event, _ = _data(2)
-    km = KaplanMeierFitter().fit(time, 1 - event)
     grid = np.linspace(0.05, time.max(), 40)
-    np.testing.assert_allclose(censoring_survival(time, event)(grid), km.survival_function_at_times(grid).to_numpy(),
+    untied = time + np.where(event, 0.0, 0.01)                  # no censoring shares an event's time
+    km = KaplanMeierFitter().fit(untied, 1 - event)
+    np.testing.assert_allclose(censoring_survival(untied, event)(grid), km.survival_function_at_times(grid).to_numpy(),
                                rtol=1e-12)
+    t, e = np.array([1.0, 1.0, 2.0, 3.0]), np.array([1, 0, 0, 1])
+    g = censoring_survival(t, e)
+    assert g(np.array([1.0]))[0] == pytest.approx(1 - 1 / 3)   # at t=1: 4 at risk, 1 event leaves first, 1 of 3 censored
 
 
 def test_breslow_survival_matches_lifelines(rossi, rossi_fit, rossi_xte):

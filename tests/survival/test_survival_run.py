@@ -68,22 +68,34 @@ def test_run_survival_end_to_end(toy_cohort, tmp_path):
     cfg = SurvivalConfig.model_validate({
         "endpoints": [{"name": "death", "time": "time", "event": "event"}],
         "tokens": {"cxr_model": "toy", "latent": "none", "landmark_days": 3.0},
-        "head": {"d_model": 8, "d_state": 4},
+        "head": {"d_model": 8, "d_state": 4, "ensemble": 1},
         "train": {"max_epochs": 25, "patience": 25, "learning_rate": 0.01},
-        "evaluation": {"folds": 2, "n_boot": 30, "pca_components": 2}})
+        "evaluation": {"folds": 2, "n_boot": 30, "pca_components": 2, "ablations": ["linear", "no_cxr"],
+                       "baselines": ["clinical_cox", "cxr_pca_cox", "oracle", "rsf"]}})
     paths = run_survival(cfg, cohort=cohort, store=store, selection=None, latents=None, out=tmp_path)
     metrics = json.loads(paths["metrics"].read_text())
+    assert metrics["tokens"].startswith("CXR series (toy, up to 4 images up to day 3, one token per image), "
+                                        "3 clinical variables; selective SSM head + linear term")
+    assert (tmp_path / "config.resolved.yaml").is_file() and metrics["config"] == "config.resolved.yaml"
     death = metrics["endpoints"]["death"]
     c = death["metrics"]["c_index"]
-    assert set(c) >= {"head", "clinical_cox", "cxr_pca_cox", "oracle", "head - clinical_cox"}
+    models = {"head", "linear", "no_cxr", "clinical_cox", "cxr_pca_cox", "oracle", "rsf"}
+    assert set(c) >= models | {f"head - {m}" for m in models - {"head"}}
     assert c["oracle"]["estimate"] > 0.6                        # the true severity ranks patients
     assert c["head"]["estimate"] > 0.55                         # severity is visible in the embedding
     assert c["head"]["ci_low"] <= c["head"]["estimate"] <= c["head"]["ci_high"]
-    assert {"uno_c", "integrated_brier"} <= set(death["metrics"])
+    h = death["horizons_days"]
+    expected = {"uno_c", "antolini_c", "integrated_brier", f"calibration@{death['calibration_horizon_days']:g}d"}
+    assert expected | {f"td_auroc@{x:g}d" for x in h} <= set(death["metrics"])
+    assert set(death["calibration"]) >= {"head", "clinical_cox", "rsf"}
+    assert len(death["calibration"]["head"]["observed"]) == 10
+    assert isinstance(death["flags"], list) and "few_events" not in death["flags"]
     risk = pd.read_parquet(paths["risk"])
-    assert {"patient_id", "endpoint", "fold", "risk"} <= set(risk.columns)
+    assert {"patient_id", "endpoint", "fold", "risk", "risk_linear", "risk_rsf"} <= set(risk.columns)
     assert len(risk.query("endpoint == 'death'")) == death["n_patients"]
-    assert (tmp_path / "figures" / "km_death.png").is_file() and (tmp_path / "run.json").is_file()
+    for fig in ("km_death.png", "calibration_death.png", "c_index_death.png"):
+        assert (tmp_path / "figures" / fig).is_file(), fig
+    assert (tmp_path / "run.json").is_file()
 
 
 def test_frozen_latent_needs_latents(toy_cohort, tmp_path):
