@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cohorts.safeio import write_parquet
+
 log = logging.getLogger(__name__)
 
 
@@ -47,15 +49,16 @@ def _cli() -> list[str]:
 def export_atlas(table: pd.DataFrame, *, out: Path, application: bool = True) -> dict[str, Path]:
     """Write ``out/atlas.parquet`` and, when asked, the static app ``out/app`` via ``--export-application``."""
     out.mkdir(parents=True, exist_ok=True)
-    parquet = out / "atlas.parquet"
-    table.to_parquet(parquet, index=False)
+    parquet = write_parquet(table, out / "atlas.parquet")
     paths = {"atlas_parquet": parquet}
     if application:
         app = out / "app"
-        cmd = _cli() + [str(parquet), "--x", "umap_1", "--y", "umap_2", "--export-application", str(app)]
+        # run inside ``out`` with relative names: embedding-atlas stores its input's name in a FILE_NAME column
+        # on every row of the app data, which must not be a path of this machine
+        cmd = _cli() + [parquet.name, "--x", "umap_1", "--y", "umap_2", "--export-application", app.name]
         if "neighbors" in table.columns:
             cmd += ["--neighbors", "neighbors"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=out)
         if proc.returncode != 0 or not (app / "index.html").is_file():
             raise RuntimeError(f"embedding-atlas --export-application failed (exit {proc.returncode}): "
                                f"{proc.stderr.strip()[-2000:]}")
