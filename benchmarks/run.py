@@ -17,6 +17,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from cohorts.provenance import sha256_file, write_run_record
+from cohorts.safeio import check_output_dir, locked_output, write_csv, write_json, write_parquet
 from embedders.store import EmbeddingStore
 
 from .compare import compare_models
@@ -62,7 +63,7 @@ def build_tasks(sample: pd.DataFrame, features: list[Features], *,
 def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Path) -> dict[str, Path]:
     """Run the benchmark on ``cohort/sample.parquet`` and the embeddings in ``store``; returns the files written."""
     t0 = time.perf_counter()
-    out = Path(out)
+    out = check_output_dir(Path(out), what="benchmarks output folder")
     (out / "figures").mkdir(parents=True, exist_ok=True)
     sample = load_sample(Path(cohort), cfg)
     st = EmbeddingStore(store)
@@ -97,25 +98,25 @@ def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Pat
     paths = {"results": out / "results.csv", "folds": out / "folds.csv", "oof": out / "oof.parquet",
              "comparisons": out / "comparisons.csv", "selection": out / "selection.json",
              "missing": out / "missing.csv", "skipped": out / "skipped.csv"}
-    results.to_csv(paths["results"], index=False)
-    per_fold.to_csv(paths["folds"], index=False)
-    oof[["dataset", "label", "model", "probe", "fold", "image_id", "patient_id", "y_true", "y_score"]].to_parquet(
-        paths["oof"], index=False)
-    comparisons.to_csv(paths["comparisons"], index=False)
-    paths["selection"].write_text(json.dumps(selection, indent=2))
-    missing.to_csv(paths["missing"], index=False)
-    skipped.to_csv(paths["skipped"], index=False)
+    write_csv(results, paths["results"])
+    write_csv(per_fold, paths["folds"])
+    write_parquet(oof[["dataset", "label", "model", "probe", "fold", "image_id", "patient_id", "y_true", "y_score"]],
+                  paths["oof"])
+    write_csv(comparisons, paths["comparisons"])
+    write_json(paths["selection"], selection)
+    write_csv(missing, paths["missing"])
+    write_csv(skipped, paths["skipped"])
 
     figures = roc_figures(oof, out / "figures", probe=cfg.probes[0])
     transfer = noise = None
     if cfg.transfer.enabled:
         transfer = transfer_study(tasks, features, cfg=cfg)
         paths["transfer"] = out / "transfer.csv"
-        transfer.to_csv(paths["transfer"], index=False)
+        write_csv(transfer, paths["transfer"])
     if cfg.label_noise.enabled:
         noise = label_noise_study(tasks, features, cfg=cfg)
         paths["label_noise"] = out / "label_noise.csv"
-        noise.to_csv(paths["label_noise"], index=False)
+        write_csv(noise, paths["label_noise"])
         figures.append(label_noise_figure(noise, out / "figures" / "label_noise.png"))
     paths["report"] = write_report(out, cfg=cfg, results=results, comparisons=comparisons, selection=selection,
                                    missing=missing, skipped=skipped, n_sampled=len(sample), figures=figures,
@@ -145,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     cfg = load_benchmarks_config(args.config)
-    paths = run_benchmarks(cfg, cohort=args.cohort, store=args.store, out=args.out)
+    with locked_output(args.out):
+        paths = run_benchmarks(cfg, cohort=args.cohort, store=args.store, out=args.out)
     sel = json.loads(paths["selection"].read_text())
     print(f"AUROC ({cfg.probes[0]} probe), as in report.md:")
     print(metric_table(pd.read_csv(paths["results"]), metric="auroc", probe=cfg.probes[0]))

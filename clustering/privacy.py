@@ -12,7 +12,7 @@ why, and one example row position -- never the value) unless it is also listed i
 :func:`screen_columns` is the same test for derived tables (Table 1, Kaplan-Meier, figures): it splits
 candidate columns into shown and withheld-with-reason. :class:`Pseudonymizer` replaces patient/image
 ids by a keyed hash (HMAC-SHA256) whose key stays in a local file outside the export, and
-:func:`relative_path` turns any path into one relative to the run folder (never the machine's).
+:func:`cohorts.safeio.relative_path` turns any path into one relative to the run folder (never the machine's).
 """
 from __future__ import annotations
 
@@ -206,15 +206,3 @@ def write_id_map(ids: Iterable[object], pseudonyms: Iterable[object], path: Path
     if path.is_file():
         new = pd.concat([pd.read_csv(path, dtype=str), new], ignore_index=True).drop_duplicates("pseudonym", keep="last")
     return write_csv(new.sort_values("pseudonym"), path)
-
-
-# ------------------------------------------------------------------------------------------ paths
-def relative_path(path: str | Path | None, *, root: str | Path) -> str | None:
-    """``path`` relative to the run folder ``root`` (POSIX), or only its last part when it lies outside."""
-    if path is None:
-        return None
-    p, r = Path(os.path.abspath(path)), Path(os.path.abspath(root))
-    try:
-        return p.relative_to(r).as_posix() or "."
-    except ValueError:
-        return p.name

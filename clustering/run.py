@@ -22,7 +22,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from cohorts.config import load_config, read_yaml
 from cohorts.provenance import write_run_record
-from cohorts.safeio import check_output_dir, os_error_line, run_lock, write_csv, write_json
+from cohorts.safeio import check_output_dir, locked_output, relative_path, write_csv, write_json
 
 from . import characterize as ch
 from .atlas import atlas_table, export_atlas
@@ -31,7 +31,7 @@ from .export import ExportPlan, export_ids, plan_export, write_export
 from .figures import plot_confidence, plot_sweep
 from .inputs import Points, load_cohort, load_points
 from .knn import build_knn
-from .privacy import guard_frame, relative_path
+from .privacy import guard_frame
 from .leiden import connectivities, sweep
 from .report import Section, write_report
 from .stability import subsample_stability
@@ -260,14 +260,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         section = "clustering" if "clustering" in read_yaml(args.config) else None
         cfg = load_config(args.config, ClusteringConfig, section=section)
-        with run_lock(args.out):
+        with locked_output(args.out):
             paths = run_clustering(cfg, cohort=args.cohort, latents=args.latents, store=args.store, model=args.model,
                                    out=args.out)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except OSError as exc:
-        print(f"error: {os_error_line(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
     metrics = json.loads(paths["metrics"].read_text())
     print(f"{metrics['n']} {metrics['unit']}s -> {metrics['leiden']['n_subtypes']} subtypes "

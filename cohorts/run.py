@@ -23,6 +23,7 @@ from .labels import apply_uncertain_policy
 from .manifest import ERROR_COLUMNS, check_image_files, conform, write_manifest
 from .overview import write_overview
 from .provenance import write_run_record
+from .safeio import check_output_dir, locked_output, write_csv, write_parquet
 from .sampling import balanced_sample
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,7 @@ def _filter_views(manifest: pd.DataFrame, views: list[str] | None) -> tuple[pd.D
 
 def run_cohorts(cfg: CohortsConfig, *, out: Path) -> dict[str, Path]:
     """Build the cohort described by ``cfg`` into ``out``; return the paths written by name."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(Path(out), what="cohort output folder")     # before any image is read
     results = load_sources(cfg, out=out)
     manifest = conform(pd.concat([r.manifest for r in results.values()], ignore_index=True), dataset="")
     n_raw = len(manifest)
@@ -62,7 +62,7 @@ def run_cohorts(cfg: CohortsConfig, *, out: Path) -> dict[str, Path]:
     if cfg.check_files:
         manifest, errors = check_image_files(manifest, verify=cfg.verify_images)
     written = {"manifest": write_manifest(manifest, out / "manifest.parquet")}
-    errors.to_csv(out / "errors.csv", index=False)
+    write_csv(errors, out / "errors.csv")
     written["errors"] = out / "errors.csv"
 
     facts: dict[str, Any] = {"n_images_from_sources": n_raw, "views_kept": cfg.views,
@@ -81,7 +81,7 @@ def run_cohorts(cfg: CohortsConfig, *, out: Path) -> dict[str, Path]:
         s = cfg.sampling
         result = balanced_sample(manifest, labels=s.labels, n_per_class=s.n_per_class, seed=s.seed,
                                  one_per_patient=s.one_per_patient)
-        result.sample.to_parquet(out / "sample.parquet", index=False)
+        write_parquet(result.sample, out / "sample.parquet")
         written["sample"] = out / "sample.parquet"
         facts["sample"] = {"counts": result.counts, "shortfalls": result.shortfalls}
     if cfg.overview:
@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_cohorts_config(args.config)
-        written = run_cohorts(cfg, out=args.out)
+        with locked_output(args.out):
+            written = run_cohorts(cfg, out=args.out)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -103,6 +104,20 @@ def write_parquet(df: pd.DataFrame, path: str | Path, **kwargs: Any) -> Path:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, **kwargs)
     return Path(path)
+
+
+def relative_path(path: str | Path | None, *, root: str | Path) -> str | None:
+    """``path`` relative to the run folder ``root`` (POSIX), or only its last part when it lies outside it.
+
+    Outputs name files this way, never by a path of the machine that wrote them.
+    """
+    if path is None:
+        return None
+    p, r = Path(os.path.abspath(path)), Path(os.path.abspath(root))
+    try:
+        return p.relative_to(r).as_posix() or "."
+    except ValueError:
+        return p.name
 
 
 # ------------------------------------------------------------------------------------------ output folders
@@ -205,3 +220,18 @@ def run_lock(folder: str | Path, *, name: str = LOCK_NAME, what: str = "--out") 
     finally:
         if _read_owner(lock) == me:
             lock.unlink(missing_ok=True)
+
+
+@contextmanager
+def locked_output(folder: str | Path, *, name: str = LOCK_NAME, what: str = "--out") -> Iterator[Path]:
+    """CLI helper: :func:`run_lock` on ``folder``; a locked or unusable folder, or an OSError while writing
+    (disk full, permissions), ends the command with one ``error:`` line and exit status 2."""
+    try:
+        with run_lock(folder, name=name, what=what) as lock:
+            yield lock
+    except (OutputPathError, RunLockedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -29,6 +29,7 @@ import zarr
 
 from cohorts.config import ConfigError
 from cohorts.provenance import library_versions, now_iso, sha256_file, write_run_record
+from cohorts.safeio import check_output_dir, locked_output
 from .base import get_embedder
 from .config import EmbeddersConfig, ModelSpec, load_embedders_config
 from .errors import append_errors, finalize_errors
@@ -102,6 +103,7 @@ def run_embedders(cfg: EmbeddersConfig, *, manifest: Path, store: Path, out: Pat
     """
     manifest, store = Path(manifest), Path(store)
     out = Path(out) if out is not None else store.with_name(store.name + ".run")
+    check_output_dir(store.parent, what="store folder")                # before any model is loaded
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
@@ -177,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.overwrite:
             update["overwrite"] = True
         cfg = cfg.model_copy(update=update)
-        paths = run_embedders(cfg, manifest=args.manifest, store=args.store, out=args.out)
+        with locked_output(args.store.parent, name=args.store.name + ".lock", what="--store folder"):
+            paths = run_embedders(cfg, manifest=args.manifest, store=args.store, out=args.out)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ import numpy as np
 import zarr
 
 from cohorts.provenance import write_run_record
+from cohorts.safeio import check_output_dir, locked_output, write_text
 from fusion.config import FusionConfig, load_fusion_config
 from fusion.data import PatientData, load_patient_data, resolve_cxr_model, split_patients
 from fusion.figures import plot_loss_curves, plot_probes
@@ -32,8 +33,7 @@ log = logging.getLogger(__name__)
 def run_fusion(cfg: FusionConfig, *, cohort: Path, store: Path, selection: Path | None = None,
                out: Path) -> dict[str, Path]:
     """Train the multimodal VAE on ``cohort`` + ``store`` and write the fusion outputs under ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(Path(out), what="fusion output folder")
     model, augmentation = resolve_cxr_model(cfg.cxr.model, cfg.cxr.augmentation, selection, key="cxr.model")
     data = load_patient_data(cohort, store, model=model, augmentation=augmentation, serial=cfg.cxr.serial,
                              window_days=cfg.cxr.window_days, max_images=cfg.cxr.max_images)
@@ -79,7 +79,7 @@ def run_fusion(cfg: FusionConfig, *, cohort: Path, store: Path, selection: Path 
         metrics["probes"] = probes
         plot_probes(probes, figures / "probes.png")
     metrics_path = out / "metrics.json"
-    metrics_path.write_text(json.dumps(metrics, indent=2, default=_json_default))
+    write_text(metrics_path, json.dumps(metrics, indent=2, default=_json_default))
     write_run_record(out, cfg, stage="fusion", extra={"inputs": {"cohort": str(cohort), "store": str(store),
                                                                   "selection": str(selection) if selection else None}})
     outputs = {"checkpoint": out / "checkpoint", "latents": latents_path, "metrics": metrics_path, "figures": figures}
@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_fusion_config(args.config)
-    outputs = run_fusion(cfg, cohort=args.cohort, store=args.store, selection=args.selection, out=args.out)
+    with locked_output(args.out):
+        outputs = run_fusion(cfg, cohort=args.cohort, store=args.store, selection=args.selection, out=args.out)
     metrics = json.loads(outputs["metrics"].read_text())
     print(f"fusion: {metrics['n_patients']} patients, model {metrics['model']}, best epoch {metrics['best_epoch']}, "
           f"val loss {metrics['val_loss']:.3f}")

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from cohorts.config import ConfigError, read_yaml, validate_config
 from cohorts.provenance import write_run_record
+from cohorts.safeio import check_output_dir, locked_output, write_parquet, write_text
 from fusion.clinical import ClinicalEncoder, SchemaError
 from fusion.config import FusionConfig, load_fusion_config
 from fusion.cox import (binary_outcome_loss, bin_index, cox_loss, discrete_hazard_loss, discrete_hazard_risk,
@@ -567,8 +568,7 @@ def run_survival(cfg: SurvivalConfig, *, cohort: Path, store: Path | None, selec
 
     ``fusion``: the VAE's config in ``tokens.latent: joint`` mode (None: :class:`FusionConfig` defaults).
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(Path(out), what="survival output folder")
     tok = cfg.tokens
     model, augmentation = _resolve_model(cfg, store, selection)
     n_slots = _max_images_per_patient(Path(cohort))
@@ -609,9 +609,9 @@ def run_survival(cfg: SurvivalConfig, *, cohort: Path, store: Path | None, selec
                             groups=cfg.evaluation.risk_groups, title=endpoint.name)
         _log_summary(endpoint.name, ep_metrics)
     risk_path = out / "risk.parquet"
-    pd.concat(frames, ignore_index=True).to_parquet(risk_path, index=False)
+    write_parquet(pd.concat(frames, ignore_index=True), risk_path)
     metrics_path = out / "metrics.json"
-    metrics_path.write_text(json.dumps(metrics, indent=2, default=_json_default))
+    write_text(metrics_path, json.dumps(metrics, indent=2, default=_json_default))
     write_run_record(out, cfg, stage="fusion.survival", extra={"cohort": str(cohort), "store": str(store),
                                                                "latents": str(latents), "cxr_model": model})
     return {"metrics": metrics_path, "risk": risk_path, "figures": figures}
@@ -674,8 +674,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_survival_config(args.config)
     fusion = load_fusion_config(args.fusion_config) if args.fusion_config else None
-    paths = run_survival(cfg, cohort=args.cohort, store=args.store, selection=args.selection, latents=args.latents,
-                         out=args.out, fusion=fusion)
+    with locked_output(args.out):
+        paths = run_survival(cfg, cohort=args.cohort, store=args.store, selection=args.selection,
+                             latents=args.latents, out=args.out, fusion=fusion)
     summary = json.loads(paths["metrics"].read_text())
     for name, ep in summary["endpoints"].items():
         c = ep["metrics"]["c_index"]
