@@ -17,7 +17,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from cohorts.provenance import sha256_file, write_run_record
-from cohorts.safeio import check_output_dir, locked_output, write_csv, write_json, write_parquet
+from cohorts.safeio import check_output_dir, locked_output, relative_path, write_csv, write_json, write_parquet
 from embedders.store import EmbeddingStore
 
 from .compare import compare_models
@@ -123,7 +123,7 @@ def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Pat
                                    transfer=transfer, noise=noise)
     timings = {"load_s": round(t_load, 2), "cv_s": round(t_cv, 2), "total_s": round(time.perf_counter() - t0, 2)}
     paths["run"] = write_run_record(out, cfg, stage="benchmarks", extra={
-        "inputs": {"cohort": str(cohort), "store": str(store),
+        "inputs": {"cohort": relative_path(cohort, root=out.parent), "store": relative_path(store, root=out.parent),
                    "sample_sha256": sha256_file(Path(cohort) / "sample.parquet"),
                    "store_manifest_sha256": st.manifest_sha256},
         "models": {f.model: {"stored_shape": list(f.stored_shape), "pooling": f.pooling,

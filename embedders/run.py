@@ -29,7 +29,7 @@ import zarr
 
 from cohorts.config import ConfigError
 from cohorts.provenance import library_versions, now_iso, sha256_file, write_run_record
-from cohorts.safeio import check_output_dir, locked_output
+from cohorts.safeio import check_output_dir, locked_output, relative_path
 from .base import get_embedder
 from .config import EmbeddersConfig, ModelSpec, load_embedders_config
 from .errors import append_errors, finalize_errors
@@ -134,7 +134,8 @@ def run_embedders(cfg: EmbeddersConfig, *, manifest: Path, store: Path, out: Pat
                                                errors_file=errors_path(store))
     n_errors = finalize_errors(errors_path(store), root)
     run = write_run_record(out, cfg, stage="embedders", extra={
-        "manifest": str(manifest), "manifest_sha256": manifest_sha, "store": str(store),
+        "manifest": relative_path(manifest, root=out.parent), "manifest_sha256": manifest_sha,
+        "store": relative_path(store, root=out.parent),
         "summary": summary, "errors_rows": n_errors})
     return {"store": store, "errors": errors_path(store), "run": run}
 

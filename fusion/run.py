@@ -18,7 +18,7 @@ import numpy as np
 import zarr
 
 from cohorts.provenance import write_run_record
-from cohorts.safeio import check_output_dir, locked_output, write_text
+from cohorts.safeio import check_output_dir, locked_output, relative_path, write_text
 from fusion.config import FusionConfig, load_fusion_config
 from fusion.data import PatientData, load_patient_data, resolve_cxr_model, split_patients
 from fusion.figures import plot_loss_curves, plot_probes
@@ -80,8 +80,9 @@ def run_fusion(cfg: FusionConfig, *, cohort: Path, store: Path, selection: Path 
         plot_probes(probes, figures / "probes.png")
     metrics_path = out / "metrics.json"
     write_text(metrics_path, json.dumps(metrics, indent=2, default=_json_default))
-    write_run_record(out, cfg, stage="fusion", extra={"inputs": {"cohort": str(cohort), "store": str(store),
-                                                                  "selection": str(selection) if selection else None}})
+    write_run_record(out, cfg, stage="fusion", extra={"inputs": {
+        name: relative_path(path, root=out.parent) for name, path in
+        (("cohort", cohort), ("store", store), ("selection", selection))}})
     outputs = {"checkpoint": out / "checkpoint", "latents": latents_path, "metrics": metrics_path, "figures": figures}
     survival = _run_survival_if_enabled(cfg, model=model, augmentation=augmentation, cohort=cohort, store=store,
                                         selection=selection, latents=latents_path, out=out / "survival")

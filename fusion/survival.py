@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 
 from cohorts.config import ConfigError, read_yaml, validate_config
 from cohorts.provenance import write_run_record
-from cohorts.safeio import check_output_dir, locked_output, write_parquet, write_text
+from cohorts.safeio import check_output_dir, locked_output, relative_path, write_parquet, write_text
 from fusion.clinical import ClinicalEncoder, SchemaError
 from fusion.config import FusionConfig, load_fusion_config
 from fusion.cox import (binary_outcome_loss, bin_index, cox_loss, discrete_hazard_loss, discrete_hazard_risk,
@@ -612,8 +612,9 @@ def run_survival(cfg: SurvivalConfig, *, cohort: Path, store: Path | None, selec
     write_parquet(pd.concat(frames, ignore_index=True), risk_path)
     metrics_path = out / "metrics.json"
     write_text(metrics_path, json.dumps(metrics, indent=2, default=_json_default))
-    write_run_record(out, cfg, stage="fusion.survival", extra={"cohort": str(cohort), "store": str(store),
-                                                               "latents": str(latents), "cxr_model": model})
+    write_run_record(out, cfg, stage="fusion.survival", extra={
+        **{name: relative_path(path, root=out.parent) for name, path in
+           (("cohort", cohort), ("store", store), ("latents", latents))}, "cxr_model": model})
     return {"metrics": metrics_path, "risk": risk_path, "figures": figures}
 
 
