@@ -31,8 +31,8 @@ from .export import ExportPlan, export_ids, plan_export, write_export
 from .figures import plot_confidence, plot_sweep
 from .inputs import Points, load_cohort, load_points
 from .knn import build_knn
-from .privacy import guard_frame
 from .leiden import connectivities, sweep
+from .privacy import guard_frame
 from .report import Section, write_report
 from .stability import subsample_stability
 from .studies import cross_dataset_study, label_noise_study
