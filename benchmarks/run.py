@@ -17,6 +17,7 @@ import pandas as pd
 
 from cohorts.provenance import sha256_file, write_run_record
 from core import cli
+from cohorts.safeio import check_output_dir, locked_output, relative_path, write_csv, write_json, write_parquet
 from embedders.store import EmbeddingStore
 
 from .compare import compare_models
@@ -69,7 +70,7 @@ def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Pat
     ``workers`` / ``scheduler``: run the grid of fit-sets on Dask (:mod:`benchmarks.grid`); same results.
     """
     t0 = time.perf_counter()
-    out = Path(out)
+    out = check_output_dir(Path(out), what="benchmarks output folder")
     (out / "figures").mkdir(parents=True, exist_ok=True)
     sample = load_sample(Path(cohort), cfg)
     st = EmbeddingStore(store)
@@ -108,35 +109,35 @@ def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Pat
     paths = {"results": out / "results.csv", "folds": out / "folds.csv", "oof": out / "oof.parquet",
              "comparisons": out / "comparisons.csv", "selection": out / "selection.json",
              "missing": out / "missing.csv", "skipped": out / "skipped.csv"}
-    results.to_csv(paths["results"], index=False)
-    per_fold.to_csv(paths["folds"], index=False)
-    oof[["dataset", "label", "model", "probe", "fold", "image_id", "patient_id", "y_true", "y_score"]].to_parquet(
-        paths["oof"], index=False)
-    comparisons.to_csv(paths["comparisons"], index=False)
-    paths["selection"].write_text(json.dumps(selection, indent=2))
-    missing.to_csv(paths["missing"], index=False)
-    skipped.to_csv(paths["skipped"], index=False)
+    write_csv(results, paths["results"])
+    write_csv(per_fold, paths["folds"])
+    write_parquet(oof[["dataset", "label", "model", "probe", "fold", "image_id", "patient_id", "y_true", "y_score"]],
+                  paths["oof"])
+    write_csv(comparisons, paths["comparisons"])
+    write_json(paths["selection"], selection)
+    write_csv(missing, paths["missing"])
+    write_csv(skipped, paths["skipped"])
 
     figures = roc_figures(oof, out / "figures", probe=cfg.probes[0])
     transfer = noise = None
     if cfg.transfer.enabled:
         transfer = transfer_study(tasks, features, cfg=cfg)
         paths["transfer"] = out / "transfer.csv"
-        transfer.to_csv(paths["transfer"], index=False)
+        write_csv(transfer, paths["transfer"])
     if repeated is not None:
         paths["repeated_folds"] = out / "repeated_folds.csv"
-        repeated.to_csv(paths["repeated_folds"], index=False)
+        write_csv(repeated, paths["repeated_folds"])
     if cfg.label_noise.enabled:
         noise = label_noise_study(tasks, features, cfg=cfg)
         paths["label_noise"] = out / "label_noise.csv"
-        noise.to_csv(paths["label_noise"], index=False)
+        write_csv(noise, paths["label_noise"])
         figures.append(label_noise_figure(noise, out / "figures" / "label_noise.png"))
     paths["report"] = write_report(out, cfg=cfg, results=results, comparisons=comparisons, selection=selection,
                                    missing=missing, skipped=skipped, n_sampled=len(sample), figures=figures,
                                    transfer=transfer, noise=noise, features=features, warnings=warnings)
     timings = {"load_s": round(t_load, 2), "cv_s": round(t_cv, 2), "total_s": round(time.perf_counter() - t0, 2)}
     paths["run"] = write_run_record(out, cfg, stage="benchmarks", extra={
-        "inputs": {"cohort": str(cohort), "store": str(store),
+        "inputs": {"cohort": relative_path(cohort, root=out.parent), "store": relative_path(store, root=out.parent),
                    "sample_sha256": sha256_file(Path(cohort) / "sample.parquet"),
                    "store_manifest_sha256": st.manifest_sha256},
         "models": {f.model: {"stored_shape": list(f.stored_shape), "pooling": f.pooling,
@@ -164,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     cfg = load_benchmarks_config(args.config)
-    paths = run_benchmarks(cfg, cohort=args.cohort, store=args.store, out=args.out, workers=args.workers,
-                           scheduler=args.scheduler)
+    with locked_output(args.out):
+        paths = run_benchmarks(cfg, cohort=args.cohort, store=args.store, out=args.out, workers=args.workers,
+                               scheduler=args.scheduler)
     sel = json.loads(paths["selection"].read_text())
     print(f"AUROC ({cfg.probes[0]} probe), as in report.md:")
     print(metric_table(pd.read_csv(paths["results"]), metric="auroc", probe=cfg.probes[0]))

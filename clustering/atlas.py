@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cohorts.safeio import write_parquet
+
 log = logging.getLogger(__name__)
 
 LAUNCHER = Path(__file__).with_name("atlas_launcher.py")
@@ -137,8 +139,7 @@ def _write_data(table: pd.DataFrame, app: Path, *, category: str) -> None:
 def export_atlas(table: pd.DataFrame, *, out: Path, application: bool = True, category: str = "subtype") -> dict[str, Path]:
     """Write ``out/atlas.parquet`` and, when asked, the offline app ``out/app`` with its launchers."""
     out.mkdir(parents=True, exist_ok=True)
-    parquet = out / "atlas.parquet"
-    table.to_parquet(parquet, index=False)
+    parquet = write_parquet(table, out / "atlas.parquet")
     paths = {"atlas_parquet": parquet}
     if not application:
         return paths

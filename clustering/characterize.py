@@ -212,7 +212,7 @@ def montage(paths: pd.Series, subtype: pd.Series, *, per_subtype: int, tile: int
             try:
                 img = load_image(p)
             except ImageError as exc:
-                errors.append({"path": str(p), "stage": "clustering.montage", "reason": str(exc)})
+                errors.append({"path": Path(str(p)).name, "stage": "clustering.montage", "reason": exc.reason})
                 continue
             im = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
             im.thumbnail((tile, tile))

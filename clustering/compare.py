@@ -27,7 +27,6 @@ import gc
 import json
 import logging
 import re
-import sys
 import time
 from dataclasses import dataclass
 from itertools import combinations
@@ -38,6 +37,8 @@ import pandas as pd
 
 from cohorts.config import load_stage_config
 from cohorts.provenance import write_run_record
+from cohorts.safeio import locked_output
+from core import cli
 from embedders.bulk import alignment_table
 from embedders.store import EmbeddingStore
 
@@ -406,27 +407,27 @@ def _sections(models, pairs, probes, group_jac, units, missing, figs, umap_figs,
     return secs
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     """CLI entry point (see module docstring)."""
-    ap = argparse.ArgumentParser(prog="python -m clustering.compare", description=__doc__.split("\n")[0])
+    ap = cli.parser("python -m clustering.compare", __doc__)
     ap.add_argument("--config", type=Path, required=True, help="compare YAML (or a pipeline config with a 'compare' section)")
     ap.add_argument("--cohort", type=Path, required=True, help="COHORT_DIR with manifest.parquet (+ clinical.parquet)")
     ap.add_argument("--store", type=Path, required=True, help="embedding store STORE.zarr")
     ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        paths = run_compare(load_stage_config(args.config, CompareConfig, section="compare"), cohort=args.cohort,
-                            store=args.store, out=args.out)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return cli.run(ap, _main, argv)
+
+
+def _main(args: argparse.Namespace) -> int:
+    cfg = load_stage_config(args.config, CompareConfig, section="compare")
+    with locked_output(args.out):
+        paths = run_compare(cfg, cohort=args.cohort, store=args.store, out=args.out)
     metrics = json.loads(paths["metrics"].read_text())
     print(f"{len(metrics['models'])} models on {metrics['n_shared']} shared images; report: {paths['report']}")
     for p in metrics["pairs"]:
         print(f"  {p['model_a']} | {p['model_b']}: CKA {p['cka']:.3f}, kNN Jaccard {p['knn_jaccard']:.3f}, "
               f"ARI {p['ari']:.3f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

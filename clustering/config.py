@@ -84,6 +84,14 @@ class ExportConfig(StrictModel):
     columns: list[str] = Field(default_factory=list, description="clinical/manifest columns to export")
     allow_identifying: list[str] = Field(
         default_factory=list, description="identifying columns (names, dates, paths, notes) you explicitly allow")
+    summary_columns: list[str] | None = Field(
+        None, description="columns that derived tables and figures may show (Table 1, Kaplan-Meier, outcome/label "
+                          "UMAPs, label enrichment); null = the clinical schema's feature/outcome columns and the "
+                          "labels that pass the identifying checks (the report lists the withheld ones)")
+    raw_ids: bool = Field(False, description="export the cohort's patient/image ids unchanged instead of pseudonyms "
+                                             "(on purpose only; the report says so)")
+    id_key: str | None = Field(None, description="key file of the keyed-hash pseudonyms (created when absent); "
+                                                 "null = private/pseudonym.key in the folder above --out")
 
 
 class AtlasConfig(StrictModel):

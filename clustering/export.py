@@ -1,58 +1,59 @@
-"""Export of subtype assignments for clinical collaborators, with an allow-list guard.
+"""Export of subtype assignments for clinical collaborators, built from the config's allow-list.
 
-Only the columns listed in ``export.columns`` leave the building, next to ``patient_id`` (the
-dataset-prefixed pseudonymous key), ``subtype``, ``confidence`` and the UMAP coordinates. A listed
-column that looks identifying -- schema role ``id``, a date/time dtype, a name that suggests names,
-dates, addresses, contact details, record numbers, file paths, URLs or notes, or free text (long
-strings with mostly unique values) -- is refused with :class:`ExportError` unless it is also listed
-in ``export.allow_identifying``.
+Only the columns listed in ``export.columns`` leave next to ``patient_id`` (a keyed-hash pseudonym of
+the cohort's patient key unless ``export.raw_ids``), ``subtype``, ``confidence`` and the UMAP
+coordinates. A listed column that looks identifying (:func:`clustering.privacy.identifying_reason`:
+schema role ``id``, a name or a value that looks like a name, date, contact detail, national or record
+id, UID, path or free text) is refused with :class:`ExportError` unless it is also listed in
+``export.allow_identifying``. Derived tables and figures show only :func:`summary_columns`.
+The pseudonym key and the ``pseudonym -> id`` table stay in a private folder outside the export.
 """
 from __future__ import annotations
 
 import json
-import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from cohorts.provenance import library_versions, now_iso, sha256_json
+from cohorts.safeio import write_csv, write_json, write_parquet
 
-from .config import ClusteringConfig
+from .config import ClusteringConfig, ExportConfig
+from .privacy import ExportError, Pseudonymizer, guard_frame, identifying_reason, screen_columns, write_id_map
 
-IDENTIFYING_NAME = re.compile(
-    r"(^|_)(name|names|first|last|surname|initials|dob|birth|date|dates|datetime|timestamp|acquired|address|street|"
-    r"city|zip|zipcode|postcode|postal|phone|fax|email|mail|mrn|ssn|insurance|account|license|licence|device_serial|"
-    r"serial|ip|url|uri|doi|path|paths|file|filename|folder|png|dicom|note|notes|comment|comments|text|report|"
-    r"free_text|location|hospital|site_name|accession)($|_)", re.IGNORECASE)
+__all__ = ["BASE_COLUMNS", "ExportError", "ExportPlan", "check_columns", "data_dictionary", "identifying_reason",
+           "plan_export", "pseudonymizer_for", "write_export"]
 
 BASE_COLUMNS = {
-    "patient_id": ("str", "pseudonymous, dataset-prefixed patient key from the cohort manifest"),
+    "patient_id": ("str", "pseudonymous patient key: keyed hash (HMAC-SHA256) of the cohort's patient id; the key "
+                          "stays with the data owner"),
     "subtype": ("str", "candidate subtype S1..SK (S1 largest) from Leiden on the cosine kNN graph"),
     "confidence": ("float [0,1]", "membership confidence: mean fraction of the patient's subtype mates that stay "
                                   "with it across subsample reclusterings"),
     "umap_1": ("float", "UMAP coordinate 1 (display only; NaN when left out of a display subsample)"),
     "umap_2": ("float", "UMAP coordinate 2 (display only)"),
 }
+RAW_ID_NOTE = "patient key from the cohort manifest, exported UNCHANGED (export.raw_ids: true)"
+PRIVATE_DIR = "private"
 
 
-class ExportError(ValueError):
-    """A column that may not be exported (the message says which and how to allow it)."""
+@dataclass
+class ExportPlan:
+    """What may leave: row-level columns, columns derived tables may show, withheld ones and why, the id policy."""
 
+    columns: list[str]
+    summary: list[str]
+    withheld: dict[str, str] = field(default_factory=dict)
+    ids: Pseudonymizer | None = None
+    private_dir: Path | None = None
 
-def identifying_reason(name: str, col: pd.Series, schema: dict[str, dict]) -> str | None:
-    """Why ``col`` looks identifying (None when it does not)."""
-    spec = schema.get(name, {})
-    if spec.get("role") == "id":
-        return "its clinical_schema.json role is 'id'"
-    if pd.api.types.is_datetime64_any_dtype(col):
-        return "it holds dates/times"
-    if IDENTIFYING_NAME.search(name):
-        return "its name suggests names, dates, contact details, record numbers, paths, URLs or free-text notes"
-    if col.dtype == object or pd.api.types.is_string_dtype(col):
-        s = col.dropna().astype(str)
-        if len(s) >= 5 and s.str.len().mean() > 30 and s.nunique() > 0.5 * len(s):
-            return "it looks like free text (long, mostly unique strings)"
-    return None
+    def id_policy(self) -> str:
+        """One sentence for the report and provenance: how ids were exported."""
+        if self.ids is not None and self.ids.raw:
+            return "RAW patient ids exported on purpose (export.raw_ids: true)"
+        return ("pseudonymous patient ids (keyed hash; the key and the pseudonym -> id table stay with the data "
+                "owner, outside the export)")
 
 
 def check_columns(table: pd.DataFrame, cfg: ClusteringConfig, schema: dict[str, dict], *, source: str) -> list[str]:
@@ -65,21 +66,63 @@ def check_columns(table: pd.DataFrame, cfg: ClusteringConfig, schema: dict[str, 
     clash = [c for c in cols if c in BASE_COLUMNS]
     if clash:
         raise ExportError(f"export.columns lists {clash}, which the export always writes; remove them from the config")
-    refused = []
-    for c in cols:
-        reason = identifying_reason(c, table[c], schema)
-        if reason and c not in cfg.export.allow_identifying:
-            refused.append(f"'{c}' ({reason})")
-    if refused:
-        raise ExportError("refusing to export identifying column(s): " + "; ".join(refused) +
-                          ". Remove them from export.columns, or, if your data agreement allows it, "
-                          "list them under export.allow_identifying as well.")
+    guard_frame(table, allowed=cols, schema=schema, allow_identifying=cfg.export.allow_identifying,
+                where="export.columns")
     return cols
 
 
-def data_dictionary(cols: list[str], schema: dict[str, dict]) -> pd.DataFrame:
+def summary_columns(table: pd.DataFrame, export: ExportConfig, schema: dict[str, dict]
+                    ) -> tuple[list[str], dict[str, str]]:
+    """(columns derived tables and figures may show, {withheld column: reason}).
+
+    An explicit ``export.summary_columns`` is an allow-list (an identifying one raises unless allowed);
+    null screens the schema's feature/outcome columns and the ``label_*`` columns and withholds the
+    identifying ones.
+    """
+    if export.summary_columns is not None:
+        missing = [c for c in export.summary_columns if c not in table.columns]
+        if missing:
+            raise ExportError(f"export.summary_columns lists {missing}, which are not in the cohort; fix the config")
+        guard_frame(table, allowed=export.summary_columns, schema=schema, allow_identifying=export.allow_identifying,
+                    where="export.summary_columns")
+        return list(export.summary_columns), {}
+    candidates = ([c for c, s in schema.items() if s.get("role") in ("feature", "outcome")]
+                  + [c for c in table.columns if str(c).startswith("label_")])
+    return screen_columns(table, candidates, schema, allow_identifying=export.allow_identifying)
+
+
+def pseudonymizer_for(export: ExportConfig, *, out: Path) -> tuple[Pseudonymizer, Path]:
+    """The run's pseudonymizer and its private folder (key file from ``export.id_key`` or next to ``out``)."""
+    private = Path(out).resolve().parent / PRIVATE_DIR
+    key = Path(export.id_key) if export.id_key else private / "pseudonym.key"
+    return Pseudonymizer.from_key_file(key, raw=export.raw_ids), key.parent
+
+
+def plan_export(table: pd.DataFrame, cfg: ClusteringConfig, schema: dict[str, dict], *, out: Path,
+                source: str) -> ExportPlan:
+    """Check the allow-lists against ``table`` (before any long work) and fix the id policy."""
+    cols = check_columns(table, cfg, schema, source=source)
+    shown, withheld = summary_columns(table, cfg.export, schema)
+    ids, private = pseudonymizer_for(cfg.export, out=out)
+    return ExportPlan(columns=cols, summary=shown, withheld=withheld, ids=ids, private_dir=private)
+
+
+def export_ids(frame: pd.DataFrame, plan: ExportPlan) -> pd.DataFrame:
+    """``frame`` with ``patient_id`` (and ``image_id``) replaced by pseudonyms; the mapping goes to the private folder."""
+    out = frame.copy()
+    for col, prefix in (("patient_id", "P-"), ("image_id", "I-")):
+        if col in out.columns and plan.ids is not None:
+            codes = plan.ids(out[col], prefix=prefix)
+            if not plan.ids.raw and plan.private_dir is not None:
+                write_id_map(out[col], codes, plan.private_dir / f"{col}_map.csv")
+            out[col] = codes
+    return out
+
+
+def data_dictionary(cols: list[str], schema: dict[str, dict], *, raw_ids: bool = False) -> pd.DataFrame:
     """One row per exported column: name, type, unit, allowed range/categories, description, source."""
-    rows = [{"column": c, "type": t, "unit": "", "range_or_categories": "", "description": d, "source": "clustering"}
+    rows = [{"column": c, "type": t, "unit": "", "range_or_categories": "",
+             "description": RAW_ID_NOTE if (raw_ids and c == "patient_id") else d, "source": "clustering"}
             for c, (t, d) in BASE_COLUMNS.items()]
     for c in cols:
         spec = schema.get(c, {})
@@ -93,29 +136,33 @@ def data_dictionary(cols: list[str], schema: dict[str, dict]) -> pd.DataFrame:
 
 
 def write_export(assign: pd.DataFrame, table: pd.DataFrame, cfg: ClusteringConfig, schema: dict[str, dict], *,
-                 out: Path, provenance: dict[str, object], source: str) -> dict[str, Path]:
-    """Write subtypes.csv/.parquet, data_dictionary.csv and provenance.json into ``out``.
+                 out: Path, provenance: dict[str, object], source: str, plan: ExportPlan | None = None
+                 ) -> dict[str, Path]:
+    """Write subtypes.csv/.parquet, data_dictionary.csv and provenance.json into ``out`` (each atomically).
 
-    ``assign`` has the base columns (one row per clustered unit); ``table`` holds candidate extra
-    columns aligned to it (same index).
+    ``assign`` has the base columns (one row per clustered unit, raw ids); ``table`` holds candidate extra
+    columns aligned to it (same index). ``plan`` defaults to :func:`plan_export`.
     """
-    cols = check_columns(table, cfg, schema, source=source)
-    export = pd.concat([assign[list(BASE_COLUMNS) + [c for c in assign.columns if c not in BASE_COLUMNS]],
-                        table[cols]], axis=1)
+    plan = plan or plan_export(table, cfg, schema, out=out, source=source)
+    extra = [c for c in assign.columns if c not in BASE_COLUMNS]
+    export = guard_frame(pd.concat([assign, table[plan.columns]], axis=1), allowed=plan.columns,
+                         keep=list(BASE_COLUMNS) + extra, schema=schema, allow_identifying=cfg.export.allow_identifying,
+                         where="subtypes export")
+    export = export_ids(export, plan)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"subtypes_csv": out / "subtypes.csv", "subtypes_parquet": out / "subtypes.parquet",
              "data_dictionary": out / "data_dictionary.csv", "provenance": out / "provenance.json"}
-    export.to_csv(paths["subtypes_csv"], index=False)
-    export.to_parquet(paths["subtypes_parquet"], index=False)
-    extra = [c for c in assign.columns if c not in BASE_COLUMNS]
-    dd = data_dictionary(cols, schema)
+    write_csv(export, paths["subtypes_csv"])
+    write_parquet(export, paths["subtypes_parquet"])
+    dd = data_dictionary(plan.columns, schema, raw_ids=bool(plan.ids and plan.ids.raw))
     if extra:
         dd = pd.concat([dd, pd.DataFrame([{"column": c, "type": "str", "unit": "", "range_or_categories": "",
-                                           "description": "image key from the cohort manifest", "source": "manifest"}
+                                           "description": "image key (pseudonymous like patient_id)", "source": "manifest"}
                                           for c in extra])], ignore_index=True)
-    dd.to_csv(paths["data_dictionary"], index=False)
+    write_csv(dd, paths["data_dictionary"])
     record = {"created": now_iso(), "config_sha256": sha256_json(cfg.model_dump(mode="json")),
-              "exported_columns": list(export.columns), "n_rows": int(len(export)), "versions": library_versions(),
+              "exported_columns": list(export.columns), "ids": plan.id_policy(),
+              "withheld_from_summaries": plan.withheld, "n_rows": int(len(export)), "versions": library_versions(),
               **provenance}
-    paths["provenance"].write_text(json.dumps(record, indent=2, default=str))
+    write_json(paths["provenance"], record)
     return paths

@@ -15,6 +15,8 @@ from typing import Union
 
 import pandas as pd
 
+from cohorts.safeio import write_text
+
 # Marks every figure as loaded or not once the page has loaded (and says so in place of a broken one),
 # so a headless browser can check the report and a reader sees which figure is missing.
 FIGURE_CHECK_SCRIPT = """window.addEventListener('load',()=>{let n=0;document.querySelectorAll('img').forEach(i=>{
@@ -128,6 +130,4 @@ def render(title: str, sections: list[Section], *, meta: dict[str, object],
 def write_report(path: Path, title: str, sections: list[Section], *, meta: dict[str, object],
                  links: dict[str, str] | None = None) -> Path:
     """Write the self-contained report to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(title, sections, meta=meta, links=links), encoding="utf-8")
-    return path
+    return write_text(path, render(title, sections, meta=meta, links=links))

@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
 from cohorts.provenance import write_run_record
+from cohorts.safeio import check_output_dir, locked_output, relative_path, write_csv, write_json
 from core import cli
 
 from . import characterize as ch
@@ -27,12 +28,13 @@ from .anndata_export import scanpy_uns, write_h5ad
 from .atlas import atlas_table, export_atlas, thumbnails
 from .config import ClusteringConfig, load_clustering_config
 from .environment import compute_environment
-from .export import check_columns, write_export
+from .export import ExportPlan, export_ids, plan_export, write_export
 from .figures import plot_confidence, plot_sweep
 from .inputs import Points, load_cohort, load_points
 from .knn import build_knn
 from .leiden import connectivities, sweep
 from .narrative import CAVEAT, describe_subtypes
+from .privacy import guard_frame
 from .report import TABLE1_LEGEND, Section, format_p, plain_warning, write_report
 from .stability import subsample_stability
 from .studies import cross_dataset_study, label_noise_study
@@ -58,7 +60,9 @@ def _truth_ari(units: pd.DataFrame, schema: dict[str, dict], partitions: dict[fl
     return out
 
 
-def _umap_figures(units: pd.DataFrame, coords: np.ndarray, schema: dict[str, dict], fig_dir: Path) -> list[tuple[Path, str]]:
+def _umap_figures(units: pd.DataFrame, coords: np.ndarray, schema: dict[str, dict], fig_dir: Path, *,
+                  shown: list[str]) -> list[tuple[Path, str]]:
+    """UMAP scatters by subtype, confidence, dataset and by the labels/outcomes in ``shown`` (the export plan)."""
     figs = [(scatter(coords, units.subtype, title="UMAP coloured by subtype", path=fig_dir / "umap_subtype.png"),
              "UMAP by subtype"),
             (scatter(coords, units.confidence, title="UMAP coloured by membership confidence", continuous=True,
@@ -66,14 +70,14 @@ def _umap_figures(units: pd.DataFrame, coords: np.ndarray, schema: dict[str, dic
     if "dataset" in units.columns and units.dataset.nunique() > 1:
         figs.append((scatter(coords, units.dataset, title="UMAP coloured by dataset", path=fig_dir / "umap_dataset.png"),
                      "UMAP by dataset"))
-    labels = [c for c in units.columns if c.startswith("label_")]
+    labels = [c for c in units.columns if c.startswith("label_") and c in shown]
     coding = {1: "1 present", 0: "0 absent", -1: "-1 uncertain"}
     for lab in labels:
         vals = units[lab].map(lambda v: coding.get(v, "missing") if pd.notna(v) else "missing")
         figs.append((scatter(coords, vals, title=f"UMAP coloured by {lab}", path=fig_dir / f"umap_{lab}.png"),
                      f"UMAP by {lab}"))
     for col in _columns_by_role(schema, "outcome"):
-        if col in units.columns:
+        if col in units.columns and col in shown:
             cont = schema[col]["type"] == "continuous"
             figs.append((scatter(coords, units[col], title=f"UMAP coloured by outcome {col}", continuous=cont,
                                  path=fig_dir / f"umap_outcome_{col}.png"), f"UMAP by outcome {col}"))
@@ -84,14 +88,17 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
                    model: str | None = None, out: Path) -> dict[str, Path]:
     """Run the whole clustering stage into ``out``; returns the written outputs by name."""
     t0 = time.perf_counter()
-    out = Path(out)
+    out = check_output_dir(Path(out), what="clustering output folder")
+    run_root = out.resolve().parent                 # paths in the outputs are relative to the run folder
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     coh = load_cohort(Path(cohort))
     pts: Points = load_points(coh, latents=latents, store=store, model=model, unit=cfg.unit,
                               augmentation=cfg.augmentation)
     units, schema = pts.units, coh.schema
-    export_cols = check_columns(units, cfg, schema, source=f"{cohort} (manifest + clinical)")  # fail before the long work
+    plan = plan_export(units, cfg, schema, out=out, source=f"{cohort} (manifest + clinical)")  # before the long work
+    if plan.withheld:
+        log.warning("withheld from tables and figures (identifying): %s", sorted(plan.withheld))
     log.info("clustering %d %ss of %d dims from %s", len(units), cfg.unit, pts.x.shape[1], pts.source["kind"])
 
     knn = build_knn(pts.x, cfg.knn, seed=cfg.seed)
@@ -116,26 +123,28 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
 
     sweep_png = plot_sweep(leiden.sweep, path=fig_dir / "resolution_sweep.png")
     conf_png = plot_confidence(stab.confidence, units.subtype, path=fig_dir / "confidence.png")
-    umap_figs = _umap_figures(units, coords, schema, fig_dir) if cfg.umap.enabled else []
+    umap_figs = _umap_figures(units, coords, schema, fig_dir, shown=plan.summary) if cfg.umap.enabled else []
 
-    t1_schema = {c: s for c, s in schema.items() if s.get("role") in ("feature", "outcome")}
+    t1_schema = {c: s for c, s in schema.items() if s.get("role") in ("feature", "outcome") and c in plan.summary}
     table1, t1_stats = ch.table1(units, t1_schema)
-    table1.to_csv(out / "table1.csv", index=False)
-    t1_stats.to_csv(out / "table1_stats.csv", index=False)
-    label_cols = [c for c in units.columns if c.startswith("label_")]
+    write_csv(table1, out / "table1.csv")
+    write_csv(t1_stats, out / "table1_stats.csv")
+    label_cols = [c for c in units.columns if c.startswith("label_") and c in plan.summary]
     enrich = ch.label_enrichment(units, label_cols)
-    enrich.to_csv(out / "label_enrichment.csv", index=False)
+    write_csv(enrich, out / "label_enrichment.csv")
     surv = (ch.survival(units, time="time", event="event", figure=fig_dir / "kaplan_meier.png")
-            if {"time", "event"} <= set(units.columns) else {"note": "no time/event columns in clinical.parquet"})
+            if {"time", "event"} <= set(plan.summary) else
+            {"note": "no time/event columns in clinical.parquet" if not {"time", "event"} <= set(units.columns)
+             else "time/event withheld from summaries (export.summary_columns or identifying values)"})
     montage_png, img_errors = (ch.montage(units["path"], units.subtype, per_subtype=cfg.characterize.montage_per_subtype,
                                           tile=cfg.characterize.montage_size, seed=cfg.seed, figure=fig_dir / "montage.png")
                                if cfg.characterize.montage_per_subtype and "path" in units.columns else (None, []))
     if img_errors:
-        pd.DataFrame(img_errors).to_csv(out / "errors.csv", index=False)
+        write_csv(pd.DataFrame(img_errors), out / "errors.csv")
     if len(pts.excluded):
-        pts.excluded.to_csv(out / "excluded.csv", index=False)
+        write_csv(export_ids(pts.excluded, plan), out / "excluded.csv")
     truth = _truth_ari(units, schema, leiden.partitions)
-    descriptions = describe_subtypes(units, schema, surv)
+    descriptions = describe_subtypes(units, {c: s for c, s in schema.items() if c in plan.summary}, surv)
 
     studies: dict[str, pd.DataFrame] = {}
     if cfg.studies.label_noise:
@@ -143,36 +152,40 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
     if cfg.studies.cross_dataset:
         studies["cross_dataset"] = cross_dataset_study(pts.x, units, cfg, labels=labels, resolution=leiden.resolution)
     for name, df in studies.items():
-        df.to_csv(out / f"study_{name}.csv", index=False)
+        write_csv(df, out / f"study_{name}.csv")
 
-    leiden.sweep.to_csv(out / "resolution_sweep.csv", index=False)
-    metrics = {"n": int(len(units)), "unit": cfg.unit, "input": pts.source, "knn": knn.summary(),
+    write_csv(leiden.sweep, out / "resolution_sweep.csv")
+    source = {**pts.source, "path": relative_path(pts.source.get("path"), root=run_root)}
+    surv_out = {**surv, **({"figure": relative_path(surv["figure"], root=out)} if "figure" in surv else {})}
+    metrics = {"n": int(len(units)), "unit": cfg.unit, "input": source, "knn": knn.summary(),
                "connectivities_edges": int(adj.nnz // 2), "leiden": {"backend": cfg.leiden.backend,
                "resolution": leiden.resolution, "reason": leiden.reason, "n_subtypes": int(labels.max() + 1),
                "seconds": round(leiden.seconds, 2)},
                "subtype_sizes": units.subtype.value_counts().to_dict(), "stability": stab.summary(),
                "excluded": len(pts.excluded),
-               "umap": umap_how, "umap_quality": umap_quality, "truth_ari": truth, "survival": surv, "image_errors": len(img_errors),
+               "umap": umap_how, "umap_quality": umap_quality, "truth_ari": truth, "survival": surv_out,
+               "image_errors": len(img_errors), "ids": plan.id_policy(), "withheld_from_summaries": plan.withheld,
                "subtype_descriptions": descriptions,
                "environment": compute_environment(), "seconds": round(time.perf_counter() - t0, 1)}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    write_json(out / "metrics.json", metrics)
 
     base = units[["patient_id", "subtype", "confidence", "umap_1", "umap_2"]]
     if cfg.unit == "image":
         base = base.assign(image_id=units.image_id)
-    paths = write_export(base, units, cfg, schema, out=out, source=f"{cohort} (manifest + clinical)",
-                         provenance={"input": pts.source, "knn": knn.summary(), "resolution": leiden.resolution,
-                                     "seed": cfg.seed, "cohort": str(cohort)})
+    paths = write_export(base, units, cfg, schema, out=out, source=f"{cohort} (manifest + clinical)", plan=plan,
+                         provenance={"input": source, "knn": knn.summary(), "resolution": leiden.resolution,
+                                     "seed": cfg.seed, "cohort": relative_path(cohort, root=run_root)})
     key = "image_id" if cfg.unit == "image" else "patient_id"
+    obs = export_ids(units[list(dict.fromkeys([key, "patient_id", "subtype", "confidence", *plan.columns]))], plan)
     paths["h5ad"] = write_h5ad(
-        out / "subtypes.h5ad", units[list(dict.fromkeys([key, "patient_id", "subtype", "confidence", *export_cols]))],
-        latent=pts.x, umap=coords if cfg.umap.enabled else None, connectivities=adj, indices=knn.indices,
-        distances=knn.distances, index=key,
+        out / "subtypes.h5ad", obs, latent=pts.x, umap=coords if cfg.umap.enabled else None, connectivities=adj,
+        indices=knn.indices, distances=knn.distances, index=key,
         uns=scanpy_uns(cfg, knn_method=knn.method, space=knn.space, resolution=leiden.resolution, reason=leiden.reason))
-    if cfg.atlas.enabled:
-        extra = [c for c in label_cols + _columns_by_role(schema, "outcome") + list(cfg.export.columns)
-                 if c in units.columns and c not in base.columns]
-        frame = pd.concat([base, units[list(dict.fromkeys(extra))]], axis=1)
+    if cfg.atlas.enabled:   # row level: the same allow-list as the subtypes table, pseudonymous ids
+        rows = guard_frame(pd.concat([base, units[plan.columns]], axis=1), allowed=plan.columns,
+                           keep=list(base.columns), schema=schema, allow_identifying=cfg.export.allow_identifying,
+                           where="atlas.parquet")
+        frame = export_ids(rows, plan)
         if cfg.atlas.thumbnails and "path" in units.columns:
             frame["thumbnail"], n_bad = thumbnails(units["path"], size=cfg.atlas.thumbnails)
             if n_bad:
@@ -181,8 +194,9 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
         paths.update(export_atlas(table, out=out / "atlas", application=cfg.atlas.application))
 
     sections = _report_sections(units, knn, leiden, stab, umap_how, sweep_png, conf_png, umap_figs, table1, enrich,
-                                surv, montage_png, img_errors, truth, studies, pts)
+                                surv, montage_png, img_errors, truth, studies, pts, source=source)
     sections.insert(1, _plain_language_section(descriptions, atlas="atlas_launcher" in paths))
+    sections.append(_privacy_section(plan))
     paths["report"] = write_report(out / "report.html", "cxr-fusion: candidate subtypes", sections, meta=metrics,
                                    links={"metrics.json": "metrics.json", "provenance.json": "provenance.json",
                                           "run.json": "run.json", "config.resolved.yaml": "config.resolved.yaml"})
@@ -207,11 +221,24 @@ def _plain_language_section(descriptions: dict[str, str], *, atlas: bool) -> Sec
     return Section("The subtypes in plain language", text=text, html=blocks)
 
 
+def _privacy_section(plan: ExportPlan) -> Section:
+    """What left and what was withheld: id policy, exported columns, columns withheld from tables and figures."""
+    text = [f"Patient ids: {plan.id_policy()}.",
+            "Exported columns next to the subtypes: " + (", ".join(plan.columns) if plan.columns else "none") + "."]
+    if plan.withheld:
+        text.append("Withheld from every table and figure because they look identifying (allow them with "
+                    "export.summary_columns / export.allow_identifying if your data agreement permits): "
+                    + "; ".join(f"{c} ({why})" for c, why in plan.withheld.items()) + ".")
+    else:
+        text.append("No column was withheld from the tables and figures.")
+    return Section("Privacy: what this export contains", text=text)
+
+
 def _report_sections(units, knn, leiden, stab, umap_how, sweep_png, conf_png, umap_figs, table1, enrich, surv,
-                     montage_png, img_errors, truth, studies, pts) -> list[Section]:
+                     montage_png, img_errors, truth, studies, pts, *, source) -> list[Section]:
     sizes = units.subtype.value_counts().sort_index(key=lambda s: s.map(lambda g: (len(g), g)))
     secs = [Section("Summary", text=[
-        f"Input: {pts.source['kind']} ({pts.source.get('path')}), model {pts.source.get('model')}; "
+        f"Input: {source['kind']} ({source.get('path')}), model {source.get('model')}; "
         f"{len(units)} units, {pts.x.shape[1]} dimensions."
         + (f" Not clustered: {len(pts.excluded)} (excluded.csv; {pts.excluded.reason.iloc[0]})." if len(pts.excluded)
            else ""),
@@ -298,8 +325,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     cfg = load_clustering_config(args.config)
-    paths = run_clustering(cfg, cohort=args.cohort, latents=args.latents, store=args.store, model=args.model,
-                           out=args.out)
+    with locked_output(args.out):
+        paths = run_clustering(cfg, cohort=args.cohort, latents=args.latents, store=args.store, model=args.model,
+                               out=args.out)
     metrics = json.loads(paths["metrics"].read_text())
     print(f"{metrics['n']} {metrics['unit']}s -> {metrics['leiden']['n_subtypes']} subtypes "
           f"(resolution {metrics['leiden']['resolution']}); report: {paths['report']}")

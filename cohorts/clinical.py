@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from .safeio import write_json, write_parquet
+
 TYPES = ("continuous", "binary", "categorical")
 ROLES = ("feature", "outcome", "id", "truth")
 SPEC_KEYS = ("type", "role", "unit", "min", "max", "categories", "description")
@@ -141,6 +143,6 @@ def write_clinical(df: pd.DataFrame, schema: dict[str, Any], out_dir: str | Path
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table, spec_path = out / "clinical.parquet", out / "clinical_schema.json"
-    df.to_parquet(table, index=False)
-    spec_path.write_text(json.dumps(schema, indent=2))
+    write_parquet(df, table)
+    write_json(spec_path, schema)
     return table, spec_path

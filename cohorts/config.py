@@ -120,7 +120,9 @@ def load_stage_config(path: str | Path, model: type[T], *, section: str) -> T:
 def dump_config(cfg: BaseModel, path: str | Path) -> None:
     """Write the resolved config (all defaults filled in) as YAML."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    from .safeio import write_text   # safeio imports this module
+
+    write_text(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 
 # --------------------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ def sniff_format(path: str | Path) -> str:
 
 
 def _describe_content(path: Path) -> str:
-    """Short description of a file's first bytes for 'not an image' errors."""
+    """What a non-image file looks like (text, HTML, JSON or binary), never quoting its content."""
     with open(path, "rb") as fh:
         head = fh.read(64)
     try:
@@ -82,8 +82,11 @@ def _describe_content(path: Path) -> str:
     except UnicodeDecodeError:
         text = None
     if text is not None and all(ch.isprintable() or ch in "\r\n\t" for ch in text):
-        return f"looks like text starting with {text[:40]!r}"
-    return f"unrecognised binary content starting with {head[:16]!r}"
+        start = text.lstrip().lower()
+        kind = ("HTML (an error page saved instead of the image?)" if start.startswith(("<!doctype", "<html"))
+                else "JSON or XML" if start.startswith(("{", "[", "<?xml")) else "plain text")
+        return f"looks like {kind}"
+    return "unrecognised binary content (no known image signature)"
 
 
 def _check_file(path: Path) -> None:

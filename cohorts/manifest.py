@@ -11,6 +11,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from .labels import VALID_CODES, label_columns
+from .safeio import write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -135,5 +136,5 @@ def write_manifest(df: pd.DataFrame, path: str | Path) -> Path:
     validate_manifest(df, source=str(path))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(path, index=False)
+    write_parquet(df, path)
     return path

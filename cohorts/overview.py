@@ -6,7 +6,6 @@ missingness of each clinical column per dataset, plus run facts passed in (filte
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .labels import label_counts  # noqa: E402
+from .safeio import write_json  # noqa: E402
 
 CATEGORY_COLUMNS = ("manufacturer", "site", "modality")
 
@@ -141,5 +141,5 @@ def write_overview(manifest: pd.DataFrame, clinical: pd.DataFrame | None, out_di
     figures = _figures(manifest, clinical, counts, out)
     record = {**counts, **(facts or {}), "figures": [p.name for p in figures]}
     path = out / "overview.json"
-    path.write_text(json.dumps(record, indent=2, default=str))
+    write_json(path, record)
     return path

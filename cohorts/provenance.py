@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .config import dump_config
+from .safeio import write_json
 
 TRACKED_PACKAGES = (
     "cxr-fusion", "numpy", "pandas", "torch", "transformers", "jax", "flax", "optax", "scikit-learn",
@@ -62,5 +63,5 @@ def write_run_record(out_dir: str | Path, cfg: BaseModel, *, stage: str, extra: 
         **(extra or {}),
     }
     path = out / "run.json"
-    path.write_text(json.dumps(record, indent=2, default=str))
+    write_json(path, record)
     return path

@@ -25,6 +25,7 @@ from .labels import apply_uncertain_policy
 from .manifest import ERROR_COLUMNS, check_image_files, conform, write_manifest
 from .overview import write_overview
 from .provenance import write_run_record
+from .safeio import check_output_dir, locked_output, write_csv, write_parquet
 from .sampling import balanced_sample
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,7 @@ def _check_sources_usable(results: dict[str, AdapterResult], manifest: pd.DataFr
 
 def run_cohorts(cfg: CohortsConfig, *, out: Path) -> dict[str, Path]:
     """Build the cohort described by ``cfg`` into ``out``; return the paths written by name."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(Path(out), what="cohort output folder")     # before any image is read
     results = load_sources(cfg, out=out)
     manifest = conform(pd.concat([r.manifest for r in results.values()], ignore_index=True), dataset="")
     n_raw = len(manifest)
@@ -82,7 +82,7 @@ def run_cohorts(cfg: CohortsConfig, *, out: Path) -> dict[str, Path]:
     errors = pd.DataFrame(columns=list(ERROR_COLUMNS))
     if cfg.check_files:
         manifest, errors = check_image_files(manifest, verify=cfg.verify_images)
-    errors.to_csv(out / "errors.csv", index=False)
+    write_csv(errors, out / "errors.csv")
     _check_sources_usable(results, manifest, errors_csv=out / "errors.csv", allow_empty=cfg.allow_empty_sources)
     written = {"manifest": write_manifest(manifest, out / "manifest.parquet"), "errors": out / "errors.csv"}
 
@@ -102,7 +102,7 @@ def run_cohorts(cfg: CohortsConfig, *, out: Path) -> dict[str, Path]:
         s = cfg.sampling
         result = balanced_sample(manifest, labels=s.labels, n_per_class=s.n_per_class, seed=s.seed,
                                  one_per_patient=s.one_per_patient)
-        result.sample.to_parquet(out / "sample.parquet", index=False)
+        write_parquet(result.sample, out / "sample.parquet")
         written["sample"] = out / "sample.parquet"
         facts["sample"] = {"counts": result.counts, "shortfalls": result.shortfalls}
     if cfg.overview:
@@ -127,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    written = run_cohorts(load_cohorts_config(args.config), out=args.out)
+    cfg = load_cohorts_config(args.config)
+    with locked_output(args.out):
+        written = run_cohorts(cfg, out=args.out)
     manifest = pd.read_parquet(written["manifest"], columns=["patient_id"])
     n_errors = len(pd.read_csv(written["errors"]))
     print(f"cohort: {len(manifest)} images, {manifest['patient_id'].nunique()} patients, {n_errors} errors -> {args.out}")

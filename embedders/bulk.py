@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import glob
 import logging
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +35,16 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from cohorts.config import StrictModel, load_stage_config
-from cohorts.provenance import library_versions, now_iso, sha256_file, sha256_json, write_run_record
+from cohorts.provenance import (
+    library_versions,
+    now_iso,
+    sha256_file,
+    sha256_json,
+    write_run_record,
+)
+from cohorts.safeio import locked_output
+from core import cli
+
 from .augment import AUGMENTATIONS
 from .config import PrecomputedSpec
 from .errors import append_errors, error_row, finalize_errors
@@ -256,23 +264,24 @@ def run_bulk_import(cfg: BulkImportConfig, *, manifest: Path, store: Path, out: 
     return {"store": store, "errors": errors_path(store), "alignment": alignment_path(store), "run": run}
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     """CLI entry point (see module docstring)."""
-    ap = argparse.ArgumentParser(prog="python -m embedders.bulk", description=__doc__.split("\n")[0])
+    ap = cli.parser("python -m embedders.bulk", __doc__)
     ap.add_argument("--config", type=Path, required=True, help="YAML with `models:` (or an `embedders_bulk:` section)")
     ap.add_argument("--manifest", type=Path, required=True)
     ap.add_argument("--store", type=Path, required=True)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        paths = run_bulk_import(load_bulk_config(args.config), manifest=args.manifest, store=args.store)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return cli.run(ap, _main, argv)
+
+
+def _main(args: argparse.Namespace) -> int:
+    cfg = load_bulk_config(args.config)
+    with locked_output(args.store.parent, name=args.store.name + ".lock", what="--store folder"):
+        paths = run_bulk_import(cfg, manifest=args.manifest, store=args.store)
     partial = len(pd.read_csv(paths["alignment"]))
     print(f"imported into {paths['store']}; {partial} image(s) in some models only ({paths['alignment']}); "
           f"errors: {paths['errors']}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -3,17 +3,21 @@
 Columns: ``image_id, path, stage, reason, model, augmentation`` (the first four as in cohorts' errors.csv).
 ``stage`` is ``decode`` (unreadable / missing file), ``preprocess`` or ``import`` (precomputed rows that
 match no manifest row). Rows are appended as soon as a chunk is written, so a killed run keeps them;
-:func:`finalize_errors` drops duplicates from reruns and rows that have since succeeded.
+every write replaces the whole file atomically (write-temp-then-rename), so a kill never leaves a torn
+line. :func:`finalize_errors` drops duplicates from reruns and rows that have since succeeded.
 """
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 import zarr
+
+from cohorts.safeio import write_csv, write_text
 
 from .store import stored_ids
 
@@ -28,16 +32,20 @@ def error_row(image_id: str, path: str | None, stage: str, reason: str, model: s
 
 
 def append_errors(path: Path, rows: Iterable[ErrorRow]) -> int:
-    """Append ``rows`` to the CSV at ``path`` (header written when the file is new); returns how many."""
+    """Append ``rows`` to the CSV at ``path`` (header written when the file is new); returns how many.
+
+    The file is rewritten atomically with the new rows (error tables are small), so it is never torn.
+    """
     rows = list(rows)
     if not rows:
         return 0
-    new = not path.is_file()
-    with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+    old = path.read_text() if path.is_file() else ""
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    if not old:
+        writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, old + buf.getvalue())
     return len(rows)
 
 
@@ -45,7 +53,7 @@ def finalize_errors(path: Path, root: zarr.Group) -> int:
     """Deduplicate the table and drop rows whose model/augmentation row is now done; returns rows left.
     A run without errors leaves a header-only table, so the file always exists after a run."""
     if not path.is_file():
-        pd.DataFrame(columns=list(COLUMNS)).to_csv(path, index=False)
+        write_csv(pd.DataFrame(columns=list(COLUMNS)), path)
         return 0
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     table = table.drop_duplicates(subset=["image_id", "model", "augmentation", "stage"], keep="last")
@@ -57,5 +65,5 @@ def finalize_errors(path: Path, root: zarr.Group) -> int:
             rows = [row_of.get(i) for i in sub["image_id"]]
             keep[table.index.get_indexer(sub.index)] = [r is None or not done[r] for r in rows]
     table = table[keep].sort_values(["model", "augmentation", "image_id"], kind="stable")
-    table.to_csv(path, index=False, columns=list(COLUMNS))
+    write_csv(table, path, columns=list(COLUMNS))
     return len(table)

@@ -31,6 +31,7 @@ import zarr
 from cohorts.config import ConfigError
 from core import cli
 from cohorts.provenance import library_versions, now_iso, sha256_file, write_run_record
+from cohorts.safeio import check_output_dir, locked_output, relative_path
 from .base import get_embedder
 from .config import EmbeddersConfig, ModelSpec, load_embedders_config
 from .errors import append_errors, finalize_errors
@@ -104,6 +105,7 @@ def run_embedders(cfg: EmbeddersConfig, *, manifest: Path, store: Path, out: Pat
     """
     manifest, store = Path(manifest), Path(store)
     out = Path(out) if out is not None else store.with_name(store.name + ".run")
+    check_output_dir(store.parent, what="store folder")                # before any model is loaded
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
@@ -140,7 +142,8 @@ def run_embedders(cfg: EmbeddersConfig, *, manifest: Path, store: Path, out: Pat
                                                errors_file=errors_path(store))
     n_errors = finalize_errors(errors_path(store), root)
     run = write_run_record(out, cfg, stage="embedders", extra={
-        "manifest": str(manifest), "manifest_sha256": manifest_sha, "store": str(store),
+        "manifest": relative_path(manifest, root=out.parent), "manifest_sha256": manifest_sha,
+        "store": relative_path(store, root=out.parent),
         "summary": summary, "errors_rows": n_errors})
     return {"store": store, "errors": errors_path(store), "run": run}
 
@@ -185,7 +188,8 @@ def _main(args: argparse.Namespace) -> int:
         update["scheduler"] = args.scheduler
     if args.overwrite:
         update["overwrite"] = True
-    paths = run_embedders(cfg.model_copy(update=update), manifest=args.manifest, store=args.store, out=args.out)
+    with locked_output(args.store.parent, name=args.store.name + ".lock", what="--store folder"):
+        paths = run_embedders(cfg.model_copy(update=update), manifest=args.manifest, store=args.store, out=args.out)
     print(f"store: {paths['store']}\nerrors: {paths['errors']}\nrun record: {paths['run']}")
     return 0
 

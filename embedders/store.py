@@ -15,13 +15,16 @@ chunk second, and zarr's LocalStore writes each chunk file atomically (temp file
 killed at any point therefore leaves every chunk either old or new, and a row is marked done only after
 its embedding is on disk; rerunning recomputes exactly the rows whose ``done`` is False.
 Because ``embeddings`` and ``done`` share the row chunking, parallel workers that own disjoint chunk
-ranges never write the same file.
+ranges never write the same file. Creation is crash-safe too: a new store is built under a temporary
+name and renamed into place once its root attrs and ``image_id`` are written, and a model group whose
+identity attrs or arrays are incomplete (killed while being created) is rebuilt on the next run.
 
 Readers use :class:`EmbeddingStore`; :meth:`EmbeddingStore.read` returns ``(ids, dask array)`` lazily.
 """
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,8 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import zarr
+
+from cohorts.safeio import fault_point
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +130,11 @@ def open_store_for_writing(path: str | Path, *, image_ids: np.ndarray, manifest_
     ``overwrite``, which deletes the whole store (all models) and its errors table and starts afresh.
     """
     path = Path(path)
+    for old in path.parent.glob(f".{path.name}.creating-*"):     # a creation killed before its rename
+        shutil.rmtree(old, ignore_errors=True)
+    if (path / "zarr.json").is_file() and _interrupted_creation(path):
+        log.warning("store %s was left half-created by a killed run (no image ids); recreating it", path)
+        shutil.rmtree(path)
     if (path / "zarr.json").is_file():
         root = zarr.open_group(path, mode="r+")
         old_sha = root.attrs.get("manifest_sha256")
@@ -139,13 +149,22 @@ def open_store_for_writing(path: str | Path, *, image_ids: np.ndarray, manifest_
         log.warning("overwriting store %s (manifest changed)", path)
         shutil.rmtree(path)
         errors_path(path).unlink(missing_ok=True)
-    elif path.exists() and any(path.iterdir()):
+    elif path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise StoreError(f"{path} exists and is not a zarr store; choose another --store path")
-    root = zarr.open_group(path, mode="w")
-    root.attrs.update({"manifest_sha256": manifest_sha256, "n_images": int(len(image_ids))})
-    ids = root.create_array(IMAGE_ID, shape=(len(image_ids),), dtype=str, chunks=(max(1, min(len(image_ids), 1 << 16)),))
+    tmp = path.with_name(f".{path.name}.creating-{os.getpid()}")
+    build = zarr.open_group(tmp, mode="w")
+    build.attrs.update({"manifest_sha256": manifest_sha256, "n_images": int(len(image_ids))})
+    fault_point("store-create")                       # attrs written, ids not yet: only the temporary is affected
+    ids = build.create_array(IMAGE_ID, shape=(len(image_ids),), dtype=str, chunks=(max(1, min(len(image_ids), 1 << 16)),))
     ids[:] = np.asarray(image_ids, dtype=str)
-    return root
+    os.replace(tmp, path)                             # an empty folder at ``path`` is replaced too
+    return zarr.open_group(path, mode="r+")
+
+
+def _interrupted_creation(path: Path) -> bool:
+    """A store whose root lacks ``image_id`` and any model group (created in place by an older version, then killed)."""
+    root = zarr.open_group(path, mode="r")
+    return IMAGE_ID not in root and not list(root.groups())
 
 
 def prepare_model_group(root: zarr.Group, model: str, *, attrs: dict[str, Any], augmentations: list[str],
@@ -156,6 +175,9 @@ def prepare_model_group(root: zarr.Group, model: str, *, attrs: dict[str, Any], 
     StoreError unless ``overwrite`` (which recomputes this model only).
     """
     n = int(root.attrs["n_images"])
+    if model in root and "model" not in root[model].attrs:
+        log.warning("model %s in the store was left half-created by a killed run; recreating it", model)
+        del root[model]
     if model in root:
         group = root[model]
         old = dict(group.attrs)
@@ -170,17 +192,21 @@ def prepare_model_group(root: zarr.Group, model: str, *, attrs: dict[str, Any], 
         elif "created" in old:
             attrs = {**attrs, "created": old["created"]}     # keep the first creation time when resuming
     group = root.require_group(model)
-    known = list(group.attrs.get("augmentations", []))
-    group.attrs.update({**attrs, "augmentations": known + [a for a in augmentations if a not in known]})
     for aug in augmentations:
         sub = group.require_group(aug)
-        if EMBEDDINGS not in sub:
+        if EMBEDDINGS not in sub or DONE not in sub:   # new, or killed between its two arrays: no row is done
+            for name in (EMBEDDINGS, DONE):
+                if name in sub:
+                    del sub[name]
             sub.create_array(EMBEDDINGS, shape=(n, *output_shape), dtype="float32",
                              chunks=(chunk_rows, *output_shape), fill_value=np.nan)
+            fault_point("group-arrays")               # embeddings created, done not yet
             sub.create_array(DONE, shape=(n,), dtype=bool, chunks=(chunk_rows,), fill_value=False)
         elif tuple(sub[EMBEDDINGS].shape[1:]) != tuple(output_shape):
             raise StoreError(f"{model}/{aug} in {root.store_path} has rows of shape {sub[EMBEDDINGS].shape[1:]}, "
                              f"expected {output_shape}; use --overwrite")
+    known = list(group.attrs.get("augmentations", []))       # identity last: a group with it is complete
+    group.attrs.update({**attrs, "augmentations": known + [a for a in augmentations if a not in known]})
     return group
 
 

@@ -4,6 +4,10 @@ A probe is fitted on the training patients' latents and scored on held-out patie
 without a value are left out. Categorical / binary truth: logistic regression or kNN classifier,
 scored by balanced accuracy. Continuous truth: ridge or kNN regression, scored by R^2. Each score
 gets a 95% percentile bootstrap CI over the held-out patients.
+
+The kNN probe breaks distance ties by training row order (exact distances computed elementwise, stable
+sort), so its score does not depend on the thread count or the search algorithm: tied rows are common
+(every patient without any input sits at the prior mean).
 """
 from __future__ import annotations
 
@@ -13,7 +17,6 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.metrics import balanced_accuracy_score, r2_score
-from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -38,14 +41,17 @@ def probe_latent(latent: np.ndarray, labels: np.ndarray, *, train_idx: np.ndarra
     if kind not in ("logistic", "knn"):
         raise ValueError(f"unknown probe kind {kind!r}; use 'logistic' or 'knn'")
     if continuous:
-        est = RidgeCV() if kind == "logistic" else KNeighborsRegressor(n_neighbors=min(k, len(tr)))
         score_fn = r2_score
     else:
-        est = (LogisticRegression(max_iter=2000, random_state=seed) if kind == "logistic"
-               else KNeighborsClassifier(n_neighbors=min(k, len(tr))))
         score_fn = balanced_accuracy_score
-    clf = make_pipeline(StandardScaler(), est).fit(latent[tr], y[tr])
-    pred, truth = clf.predict(latent[te]), y[te]
+    if kind == "knn":
+        scaler = StandardScaler().fit(latent[tr])
+        pred = knn_predict(scaler.transform(latent[tr]), y[tr], scaler.transform(latent[te]), k=min(k, len(tr)),
+                           continuous=continuous)
+    else:
+        est = RidgeCV() if continuous else LogisticRegression(max_iter=2000, random_state=seed)
+        pred = make_pipeline(StandardScaler(), est).fit(latent[tr], y[tr]).predict(latent[te])
+    truth = y[te]
     rng = np.random.default_rng(seed)
     boots = []
     with warnings.catch_warnings():   # a resample may lack a class that the probe predicts: expected
@@ -57,3 +63,26 @@ def probe_latent(latent: np.ndarray, labels: np.ndarray, *, train_idx: np.ndarra
     lo, hi = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
     return {"metric": metric, "score": float(score_fn(truth, pred)), "ci_low": float(lo), "ci_high": float(hi),
             "n_train": len(tr), "n_test": len(te)}
+
+
+def knn_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *, k: int, continuous: bool,
+                block: int = 256) -> np.ndarray:
+    """Uniform-weight kNN prediction with deterministic ties: ``(n_test,)`` labels (majority, ties to the
+    smallest label) or means.
+
+    Euclidean distances are computed elementwise in numpy (no BLAS blocking, so identical rows give
+    identical distances) and neighbours taken by a stable sort: equal distances go to the lower training row.
+    """
+    x_train, x_test = np.asarray(x_train, np.float64), np.asarray(x_test, np.float64)
+    classes, codes = np.unique(y_train, return_inverse=True) if not continuous else (None, None)
+    out = []
+    for start in range(0, len(x_test), block):
+        diff = x_test[start:start + block, None, :] - x_train[None, :, :]
+        dist = np.einsum("ijk,ijk->ij", diff, diff)
+        nn = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        if continuous:
+            out.append(np.asarray(y_train, np.float64)[nn].mean(axis=1))
+        else:
+            votes = np.apply_along_axis(np.bincount, 1, codes[nn], minlength=len(classes))
+            out.append(classes[votes.argmax(axis=1)])
+    return np.concatenate(out) if out else np.asarray([], dtype=float if continuous else object)

@@ -18,6 +18,7 @@ import numpy as np
 
 from cohorts.provenance import write_run_record
 from core import cli
+from cohorts.safeio import check_output_dir, locked_output, relative_path, write_text
 from fusion.config import FusionConfig, load_fusion_config
 from fusion.data import PatientData, load_patient_data, resolve_cxr_model, split_patients
 from fusion.distributed import initialize, output_folder
@@ -37,8 +38,7 @@ def run_fusion(cfg: FusionConfig, *, cohort: Path, store: Path, selection: Path 
     With ``distributed.enabled`` every process of a multi-host run calls this; only process 0 writes ``out``.
     """
     initialize(cfg.distributed)
-    out = output_folder(Path(out))
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(output_folder(Path(out)), what="fusion output folder")
     model, augmentation = resolve_cxr_model(cfg.cxr.model, cfg.cxr.augmentation, selection, key="cxr.model")
     data = load_patient_data(cohort, store, model=model, augmentation=augmentation, serial=cfg.cxr.serial,
                              window_days=cfg.cxr.window_days, max_images=cfg.cxr.max_images)
@@ -84,9 +84,10 @@ def run_fusion(cfg: FusionConfig, *, cohort: Path, store: Path, selection: Path 
         metrics["probes"] = probes
         plot_probes(probes, figures / "probes.png")
     metrics_path = out / "metrics.json"
-    metrics_path.write_text(json.dumps(metrics, indent=2, default=_json_default))
-    write_run_record(out, cfg, stage="fusion", extra={"inputs": {"cohort": str(cohort), "store": str(store),
-                                                                  "selection": str(selection) if selection else None}})
+    write_text(metrics_path, json.dumps(metrics, indent=2, default=_json_default))
+    write_run_record(out, cfg, stage="fusion", extra={"inputs": {
+        name: relative_path(path, root=out.parent) for name, path in
+        (("cohort", cohort), ("store", store), ("selection", selection))}})
     outputs = {"checkpoint": out / "checkpoint", "latents": latents_path, "metrics": metrics_path, "figures": figures}
     survival = _run_survival_if_enabled(cfg, model=model, augmentation=augmentation, cohort=cohort, store=store,
                                         selection=selection, latents=latents_path, out=out / "survival")
@@ -161,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     cfg = load_fusion_config(args.config)
-    outputs = run_fusion(cfg, cohort=args.cohort, store=args.store, selection=args.selection, out=args.out)
+    with locked_output(args.out):
+        outputs = run_fusion(cfg, cohort=args.cohort, store=args.store, selection=args.selection, out=args.out)
     metrics = json.loads(outputs["metrics"].read_text())
     print(f"fusion: {metrics['n_patients']} patients, model {metrics['model']}, best epoch {metrics['best_epoch']}, "
           f"val loss {metrics['val_loss']:.3f}")

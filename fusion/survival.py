@@ -54,6 +54,7 @@ from tqdm.auto import tqdm
 
 from cohorts.config import ConfigError, read_yaml, validate_config
 from cohorts.provenance import sha256_json, write_run_record
+from cohorts.safeio import check_output_dir, locked_output, relative_path, write_parquet, write_text
 from core import cli
 from fusion.clinical import ClinicalEncoder, SchemaError
 from fusion.config import FusionConfig, load_fusion_config
@@ -616,8 +617,7 @@ def run_survival(cfg: SurvivalConfig, *, cohort: Path, store: Path | None, selec
 
     ``fusion``: the VAE's config in ``tokens.latent: joint`` mode (None: :class:`FusionConfig` defaults).
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(Path(out), what="survival output folder")
     tok = cfg.tokens
     model, augmentation = _resolve_model(cfg, store, selection)
     n_slots = _max_images_per_patient(Path(cohort))
@@ -670,11 +670,12 @@ def run_survival(cfg: SurvivalConfig, *, cohort: Path, store: Path | None, selec
                                  title=endpoint.name)
         _log_summary(endpoint.name, ep_metrics)
     risk_path = out / "risk.parquet"
-    pd.concat(frames, ignore_index=True).to_parquet(risk_path, index=False)
+    write_parquet(pd.concat(frames, ignore_index=True), risk_path)
     metrics_path = out / "metrics.json"
-    metrics_path.write_text(json.dumps(metrics, indent=2, default=_json_default))
-    write_run_record(out, cfg, stage="fusion.survival", extra={"cohort": str(cohort), "store": str(store),
-                                                               "latents": str(latents), "cxr_model": model})
+    write_text(metrics_path, json.dumps(metrics, indent=2, default=_json_default))
+    write_run_record(out, cfg, stage="fusion.survival", extra={
+        **{name: relative_path(path, root=out.parent) for name, path in
+           (("cohort", cohort), ("store", store), ("latents", latents))}, "cxr_model": model})
     return {"metrics": metrics_path, "risk": risk_path, "figures": figures}
 
 
@@ -746,8 +747,9 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     cfg = load_survival_config(args.config)
     fusion = load_fusion_config(args.fusion_config) if args.fusion_config else None
-    paths = run_survival(cfg, cohort=args.cohort, store=args.store, selection=args.selection, latents=args.latents,
-                         out=args.out, fusion=fusion)
+    with locked_output(args.out):
+        paths = run_survival(cfg, cohort=args.cohort, store=args.store, selection=args.selection,
+                             latents=args.latents, out=args.out, fusion=fusion)
     summary = json.loads(paths["metrics"].read_text())
     for name, ep in summary["endpoints"].items():
         c = ep["metrics"]["c_index"]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -39,6 +38,7 @@ from flax.training.train_state import TrainState
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
+from cohorts.safeio import atomic_path, write_text
 from fusion.config import TrainConfig
 from fusion.distributed import is_primary
 
@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 Batch = dict[str, Any]
 LossFn = Callable[[Any, Batch, jax.Array, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 BATCH_MULTIPLE = 8      # batch sizes are multiples of this, whatever the device count (see device_batch_size)
-STATE_FILE = "state.msgpack"
-META_FILE = "meta.json"
+CHECKPOINT_FILE = "checkpoint.msgpack"   # state, best params and meta in one file: replaced as one atomic unit
+META_FILE = "meta.json"                  # a human-readable copy of the meta (never read back)
 
 
 @dataclass
@@ -164,7 +164,7 @@ def fit(loss_fn: LossFn, params: Any, train: Batch, val: Batch | None, *, cfg: T
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     best_params, meta = state.params, {"epoch": 0, "best_val": float("inf"), "best_epoch": -1, "bad_epochs": 0,
                                        "history": [], "stopped_early": False}
-    if ckpt is not None and (ckpt / META_FILE).is_file():
+    if ckpt is not None and (ckpt / CHECKPOINT_FILE).is_file():
         state, best_params, meta = load_checkpoint(ckpt, state, expect=fingerprint)
         log.info("resumed %s at epoch %d", ckpt, meta["epoch"])
     state, best_params = to_global((state, best_params), repl)
@@ -246,16 +246,20 @@ def _compiled_steps(loss_fn: LossFn, score_fn: LossFn, cfg_json: str, total_step
 
 def save_checkpoint(directory: str | Path, state: TrainState, best_params: Any, meta: dict, *,
                     fingerprint: dict) -> Path:
-    """Write ``state.msgpack`` (params, optimizer state, step, best params) and ``meta.json`` atomically."""
+    """Write ``checkpoint.msgpack`` (params, optimizer state, step, best params and meta) as one atomic file.
+
+    A process killed at any point leaves the previous checkpoint or the new one, never a mix;
+    ``meta.json`` is a readable copy written afterwards.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    blob = serialization.to_bytes({"state": jax.device_get(state), "best_params": jax.device_get(best_params)})
-    tmp = directory / (STATE_FILE + ".tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, directory / STATE_FILE)
-    tmp = directory / (META_FILE + ".tmp")
-    tmp.write_text(json.dumps({**meta, "fingerprint": fingerprint}, indent=1))
-    os.replace(tmp, directory / META_FILE)
+    full_meta = {**meta, "fingerprint": fingerprint}
+    blob = serialization.msgpack_serialize({"state": serialization.to_state_dict(jax.device_get(state)),
+                                            "best_params": serialization.to_state_dict(jax.device_get(best_params)),
+                                            "meta": json.dumps(full_meta)})
+    with atomic_path(directory / CHECKPOINT_FILE) as tmp:
+        tmp.write_bytes(blob)
+    write_text(directory / META_FILE, json.dumps(full_meta, indent=1))
     return directory
 
 
@@ -266,16 +270,17 @@ def load_checkpoint(directory: str | Path, state: TrainState, *, expect: dict | 
     different run raises ValueError instead of silently mixing two runs.
     """
     directory = Path(directory)
-    meta = json.loads((directory / META_FILE).read_text())
+    raw = serialization.msgpack_restore((directory / CHECKPOINT_FILE).read_bytes())
+    meta = json.loads(raw["meta"])
     stored = meta.pop("fingerprint", None)
     if expect is not None and stored != expect:
         differ = (sorted(k for k in stored.keys() | expect.keys() if stored.get(k) != expect.get(k))
                   if isinstance(stored, dict) and isinstance(expect, dict) else "fingerprint")
         raise CheckpointMismatch(f"checkpoint {directory} belongs to another run (differs in {differ}); "
                                  "use a fresh --out folder or delete the checkpoint")
-    template = {"state": jax.device_get(state), "best_params": jax.device_get(state.params)}
-    restored = serialization.from_bytes(template, (directory / STATE_FILE).read_bytes())
-    return restored["state"], restored["best_params"], meta
+    template = jax.device_get(state)
+    return (serialization.from_state_dict(template, raw["state"]),
+            serialization.from_state_dict(template.params, raw["best_params"]), meta)
 
 
 __all__ = ["CheckpointMismatch", "FitResult", "LossFn", "fit", "make_optimizer", "data_mesh", "device_batch_size", "iterate_batches", "to_global",

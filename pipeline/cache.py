@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from cohorts.provenance import now_iso, sha256_json
+from cohorts.safeio import relative_path, write_json
 
 MARKER = ".stage.json"
 _MAX_FINGERPRINT_FILES = 200_000
@@ -72,9 +73,7 @@ def is_done(out_dir: Path, key: str) -> bool:
 
 
 def mark_done(out_dir: Path, key: str, *, outputs: dict[str, Path], seconds: float) -> None:
-    """Record that the stage finished with ``key`` (written last, atomically)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / (MARKER + ".tmp")
-    tmp.write_text(json.dumps({"key": key, "finished": now_iso(), "seconds": round(seconds, 2),
-                               "outputs": {k: str(v) for k, v in (outputs or {}).items()}}, indent=2))
-    tmp.replace(out_dir / MARKER)
+    """Record that the stage finished with ``key`` (written last, atomically; output paths relative to the run folder)."""
+    write_json(out_dir / MARKER, {"key": key, "finished": now_iso(), "seconds": round(seconds, 2),
+                                  "outputs": {k: relative_path(v, root=out_dir.parent)
+                                              for k, v in (outputs or {}).items()}})

@@ -20,6 +20,7 @@ import pandas as pd
 from clustering.narrative import CAVEAT
 from clustering.report import FIGURE_CHECK_SCRIPT, TABLE1_LEGEND, format_p
 from cohorts.provenance import now_iso
+from cohorts.safeio import write_text
 from fusion.survival_eval import FLAG_TEXT
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1250px;margin:2em auto;padding:0 1em;color:#222}
@@ -35,16 +36,14 @@ def write_report(run_dir: Path, *, title: str, timings: dict[str, dict[str, obje
     """Write ``run_dir/report.html`` from whatever the stages wrote; returns its path."""
     run_dir = Path(run_dir)
     parts = [f"<h1>cxr-fusion run: {html.escape(title)}</h1>",
-             f"<p class=muted>{html.escape(str(run_dir))} &middot; written {now_iso()}</p>",
+             f"<p class=muted>run folder {html.escape(run_dir.name)} &middot; written {now_iso()}</p>",
              _links(run_dir),
              "<h3>Stages</h3>" + _html_table(pd.DataFrame.from_dict(timings, orient="index"))]
     for section in (_cohort, _benchmark, _fusion, _survival, _subtypes):
         parts.append(section(run_dir))
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style><script>{FIGURE_CHECK_SCRIPT}</script></head><body>{''.join(parts)}</body></html>")
-    path = run_dir / "report.html"
-    path.write_text(page)
-    return path
+    return write_text(run_dir / "report.html", page)
 
 
 # ----------------------------------------------------------------------------------------- sections
@@ -63,6 +62,8 @@ def _cohort(run: Path) -> str:
     out = ["<h2>1. Cohort</h2>", _facts(facts),
            f"<p><b>{n_errors}</b> file(s) could not be used (<code>cohorts/errors.csv</code>).</p>"]
     if n_errors:
+        if "path" in errors.columns:           # file names only: the report names no folder of this machine
+            errors = errors.assign(path=errors["path"].map(lambda p: Path(str(p)).name if isinstance(p, str) else p))
         out.append(_html_table(errors.head(20), index=False))
     out.append(_figures(folder / "overview"))
     return "".join(out)

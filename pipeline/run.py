@@ -10,7 +10,6 @@ unless an earlier stage reran or the stage is forced; then it starts afresh.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import sys
@@ -21,6 +20,7 @@ from pydantic import BaseModel
 
 from cohorts.config import ConfigError
 from cohorts.provenance import write_run_record
+from cohorts.safeio import os_error_line, run_lock, write_json
 from core import cli
 from core.logs import deduplicate
 
@@ -38,14 +38,21 @@ def run_pipeline(config: str | Path, *, out: str | Path, force: tuple[str, ...] 
                  until: str | None = None) -> Path:
     """Run every configured stage into ``out``; returns the path of the run report.
 
-    ``force`` names stages to rerun even when cached; ``until`` stops after the named stage.
+    ``force`` names stages to rerun even when cached; ``until`` stops after the named stage. One run per
+    folder: a second run into ``out`` while this one lives raises :class:`cohorts.safeio.RunLockedError`;
+    an unusable ``out`` raises :class:`cohorts.safeio.OutputPathError`, both before any work.
     """
     name, sections = load_pipeline_config(config)
     unknown = set(force) - {s.name for s in STAGES} - {"all"}
     if unknown or (until and until not in sections):
         raise ConfigError(f"unknown or unconfigured stage in --force/--until: {sorted(unknown) or until}")
     run_dir = Path(out).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):
+        return _run_stages(run_dir, name, sections, force=force, until=until)
+
+
+def _run_stages(run_dir: Path, name: str, sections: dict[str, BaseModel], *, force: tuple[str, ...],
+                until: str | None) -> Path:
     _log_to_file(run_dir / "pipeline.log")
     write_run_record(run_dir, _Sections(sections=sections), stage="pipeline", extra={"name": name})
     upstream: list[str] = []
@@ -77,7 +84,7 @@ def run_pipeline(config: str | Path, *, out: str | Path, force: tuple[str, ...] 
             cache.mark_done(out_dir, key, outputs=outputs or {}, seconds=seconds)
             log.info("stage %-10s done in %.1f s", stage.name, seconds)
             timings[stage.name] = {"status": "ran", "seconds": round(seconds, 1)}
-        (run_dir / STAGES_FILE).write_text(json.dumps(timings, indent=2))
+        write_json(run_dir / STAGES_FILE, timings)
         if stage.name == until:
             break
     return write_report(run_dir, title=name, timings=timings)
@@ -108,7 +115,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    report = run_pipeline(args.config, out=args.out, force=tuple(args.force), until=args.until)
+    try:
+        report = run_pipeline(args.config, out=args.out, force=tuple(args.force), until=args.until)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):   # a missing input: core.cli's one line
+            raise
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)   # an output that cannot be written
+        return 2
     print(f"\nrun finished: {Path(args.out).resolve()}\nreport: {report}")
     return 0
 

@@ -46,8 +46,13 @@ def test_export_holds_only_allow_listed_columns(run_out, small_cohort) -> None:
     assert len(csv) == len(df) == 240 and df.confidence.between(0, 1).all()
     atlas = pd.read_parquet(paths["atlas_parquet"])
     assert "patient_name" not in atlas.columns and "path" not in atlas.columns
-    assert {"umap_1", "umap_2", "subtype", "label_Edema", "time", "event", "neighbors"} <= set(atlas.columns)
+    # row level: the same allow-list as subtypes.csv (outcomes not listed in export.columns stay home)
+    assert {"umap_1", "umap_2", "subtype", "label_Edema", "neighbors"} <= set(atlas.columns)
+    assert not {"time", "event", "vasopressors"} & set(atlas.columns)
+    assert atlas.patient_id.str.fullmatch(r"P-[0-9a-f]{16}").all() and atlas.patient_id.tolist() == df.patient_id.tolist()
     assert (paths["atlas_app"] / "index.html").is_file() and (paths["atlas_app"] / "data" / "dataset.parquet").is_file()
+    app = pd.read_parquet(paths["atlas_app"] / "data" / "dataset.parquet")
+    assert set(app.get("FILE_NAME", pd.Series(["atlas.parquet"]))) == {"atlas.parquet"}   # no machine path
     for name in ("table1.csv", "label_enrichment.csv", "study_label_noise.csv", "study_cross_dataset.csv",
                  "config.resolved.yaml", "run.json", "figures/montage.png", "figures/kaplan_meier.png"):
         assert (out / name).is_file(), name

@@ -29,3 +29,22 @@ def test_continuous_truth_uses_regression() -> None:
     res = probe_latent(z, target.astype(object), train_idx=np.arange(150), test_idx=np.arange(150, 200),
                        kind="logistic", continuous=True)
     assert res["metric"] == "r2" and res["score"] > 0.95
+
+
+def test_knn_probe_matches_sklearn_and_breaks_ties_by_row_order() -> None:
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+
+    from fusion.probes import knn_predict
+
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(120, 4)), rng.integers(0, 3, 120).astype(str)
+    q = rng.normal(size=(40, 4))
+    ref = KNeighborsClassifier(n_neighbors=7, algorithm="brute").fit(x, y).predict(q)     # no ties here
+    assert (knn_predict(x, y, q, k=7, continuous=False) == ref).all()
+    ref_r = KNeighborsRegressor(n_neighbors=7, algorithm="brute").fit(x, y.astype(float)).predict(q)
+    np.testing.assert_allclose(knn_predict(x, y.astype(float), q, k=7, continuous=True), ref_r)
+    # 30 identical training rows (patients at the prior mean) with different labels, a query among them:
+    tied = np.vstack([np.zeros((30, 4)), x])
+    labels = np.concatenate([np.array(["a", "b"] * 15), y])
+    pred = [knn_predict(tied, labels, np.zeros((5, 4)), k=k, continuous=False, block=b) for k in (3, 4) for b in (1, 2, 64)]
+    assert all((p == "a").all() for p in pred)       # rows 0,1,2 -> a,b,a; k=4: a,b,a,b tie -> smallest label

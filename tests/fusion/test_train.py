@@ -1,13 +1,22 @@
 """The generic training loop: resume == uninterrupted run, early stopping, padded last batch."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cohorts.safeio import FAULT_ENV
 from fusion.config import TrainConfig
 from fusion.train import fit, iterate_batches
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def regression_problem(n: int = 90, seed: int = 0):
@@ -58,3 +67,24 @@ def test_last_batch_is_padded_with_zero_weight() -> None:
     batches = list(iterate_batches(arrays, batch_size=4, order=np.arange(10)[::-1]))
     assert [b["weight"].sum() for b in batches] == [4, 4, 2]
     assert sorted(np.concatenate([b["x"][b["weight"] > 0] for b in batches])) == list(range(10))
+
+
+@pytest.mark.parametrize("hit", [2, 3, 4])
+def test_kill_mid_checkpoint_resumes_to_the_same_run(hit: int, tmp_path) -> None:
+    """SIGKILL at the K-th atomic write of the checkpoint folder (K=3: the epoch-2 checkpoint complete under its
+    temporary name, not renamed in; K=2, 4: the checkpoint renamed in, its readable meta.json not yet): the rerun
+    resumes from the last whole checkpoint and ends with the parameters and history of an uninterrupted run."""
+    loss_fn, params, train, val = regression_problem()
+    straight = fit(loss_fn, params, train, val, cfg=CFG, seed=1, progress=False)
+    env = {**os.environ, FAULT_ENV: f"atomic-write:{hit}", "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, __file__, str(tmp_path)], env=env, capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    resumed = fit(loss_fn, params, train, val, cfg=CFG, seed=1, checkpoint_dir=tmp_path, progress=False)
+    assert resumed.finished and resumed.history == straight.history
+    for k in params:
+        np.testing.assert_array_equal(np.asarray(resumed.params[k]), np.asarray(straight.params[k]))
+
+
+if __name__ == "__main__":          # the process the kill test runs (and kills) with a checkpoint folder
+    _loss, _params, _train, _val = regression_problem()
+    fit(_loss, _params, _train, _val, cfg=CFG, seed=1, checkpoint_dir=sys.argv[1], progress=False)

@@ -99,6 +99,9 @@ def test_every_output_exists_and_parses(demo_run: dict) -> None:
     for name in ("data_dictionary.csv", "table1.csv", "provenance.json", "report.html", "atlas/atlas.parquet"):
         assert (out / "clustering" / name).is_file(), name
     page = demo_run["report"].read_text()
+    for path in [demo_run["report"], *(out / "clustering").rglob("*.json"), *(out / "clustering").rglob("*.html"),
+                 *(out / "clustering").rglob("*.csv")]:             # no machine path in any report or record
+        assert str(out.resolve()) not in path.read_text(errors="replace"), path
     for heading in ("1. Cohort", "2. Benchmark", "3. Fusion", "4. Survival head", "5. Candidate subtypes"):
         assert heading in page
     assert page.count("data:image/png;base64,") >= 15
