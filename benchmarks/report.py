@@ -52,8 +52,10 @@ def _df_table(df: pd.DataFrame, *, floatfmt: str = "{:.4g}") -> str:
 
 def write_report(out: Path, *, cfg: BenchmarksConfig, results: pd.DataFrame, comparisons: pd.DataFrame,
                  selection: dict, missing: pd.DataFrame, skipped: pd.DataFrame, n_sampled: int, figures: list[Path],
-                 transfer: pd.DataFrame | None = None, noise: pd.DataFrame | None = None) -> Path:
-    """Write ``out/report.md`` and return its path; figures are linked relative to ``out``."""
+                 transfer: pd.DataFrame | None = None, noise: pd.DataFrame | None = None,
+                 sections: list[str] = ()) -> Path:
+    """Write ``out/report.md`` and return its path; figures are linked relative to ``out``; ``sections``: further
+    markdown blocks (shortcut checks, data efficiency) placed before the figures."""
     first = results.drop_duplicates(["dataset", "label"])
     parts = [
         "# Embedding benchmark",
@@ -103,6 +105,7 @@ def write_report(out: Path, *, cfg: BenchmarksConfig, results: pd.DataFrame, com
                                               values="auroc_mean").rename(columns=lambda f: f"flip {f:g}")
                             .reset_index(), floatfmt="{:.3f}"),
                   "![label noise](figures/label_noise.png)"]
+    parts += list(sections)
     parts += ["## Figures"] + [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figures
                                if p.name != "label_noise.png"]
     path = out / "report.md"
