@@ -35,6 +35,21 @@ def metric_table(results: pd.DataFrame, *, metric: str, probe: str) -> str:
     return "\n".join(lines)
 
 
+def reported_intervals(results: pd.DataFrame) -> pd.DataFrame:
+    """The interval each table cell shows, one row per (dataset, label, model, probe, metric): the patient-bootstrap
+    row of ``results``, with ``ci_low``/``ci_high`` from the fold t-interval and ``dagger`` True where
+    :func:`metric_table` marks the cell † (report.md and report.html show the same interval)."""
+    keys = ["dataset", "label", "model", "probe", "metric"]
+    boot = results[results.ci_method == "patient_bootstrap"].set_index(keys)
+    fold_t = results[results.ci_method == "fold_t"].set_index(keys)
+    dagger = boot.index.get_level_values("metric").isin(list(CLASS_CONDITIONAL_METRICS)) \
+        & (boot["min_class_patients_per_fold"] < MIN_CLASS_PATIENTS).to_numpy()
+    out = boot.assign(dagger=dagger)
+    swap = out.index[dagger]
+    out.loc[swap, ["ci_low", "ci_high"]] = fold_t.loc[swap, ["ci_low", "ci_high"]].to_numpy()
+    return out.reset_index()
+
+
 def _cell(boot: pd.Series, fold_t: pd.Series, *, bold: bool, class_conditional: bool) -> str:
     mean = f"**{boot['mean']:.3f}**" if bold else f"{boot['mean']:.3f}"
     if class_conditional and boot["min_class_patients_per_fold"] < MIN_CLASS_PATIENTS:
