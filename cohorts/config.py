@@ -220,7 +220,7 @@ class SamplingConfig(StrictModel):
     # other negative sets: suffix -> label whose positives (without the finding) are the negatives;
     # sample labels become <label>_vs_<suffix> (e.g. {Pneumonia: Pneumonia, NoFinding: NoFinding})
     negatives_from: dict[str, str] = {}
-    min_per_class: int = Field(1, ge=1)   # fewer images in a class: left out, reported as too small
+    min_per_class: int = Field(0, ge=0)   # fewer images in a class: left out, reported as too small (0: keep all)
     balance_to_smaller: bool = False      # short of n_per_class: cut the larger class to the smaller's size
     manifest_sampled_only: bool = False   # keep only sampled images in manifest.parquet (nothing else is embedded)
 

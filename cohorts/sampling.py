@@ -47,7 +47,7 @@ def _draw(rows: pd.DataFrame, n: int, rng: np.random.Generator, *, one_per_patie
 
 def balanced_sample(manifest: pd.DataFrame, *, labels: list[str], n_per_class: int = 1000,
                     seed: int = 0, one_per_patient: bool = True, negatives_from: dict[str, str] | None = None,
-                    min_per_class: int = 1, balance_to_smaller: bool = False) -> SampleResult:
+                    min_per_class: int = 0, balance_to_smaller: bool = False) -> SampleResult:
     """Draw ``n_per_class`` positive and negative images per (dataset, label) of ``manifest``.
 
     ``negatives_from`` (suffix -> label) defines other negative sets: for each entry, sample label
