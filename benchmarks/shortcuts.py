@@ -50,6 +50,10 @@ def confounders(cohort: Path, image_ids: np.ndarray) -> tuple[pd.DataFrame, str]
             values = values.fillna(manifest["patient_id"].map(clinical[name]))
         return values
 
+    def flag(values: pd.Series, one: list[str], zero: list[str]) -> np.ndarray:
+        v = values.astype("string")
+        return np.where(v.isin(one).fillna(False), 1.0, np.where(v.isin(zero).fillna(False), 0.0, np.nan))
+
     view = manifest["view"].astype("string")
     sex = column("sex").astype("string").str.upper().str[0]
     age = pd.to_numeric(column("age"), errors="coerce")
@@ -57,10 +61,9 @@ def confounders(cohort: Path, image_ids: np.ndarray) -> tuple[pd.DataFrame, str]
     src = src.astype("string")
     level = src.value_counts().index[0] if src.notna().any() else None
     table = pd.DataFrame({
-        "view_AP": np.where(view.isin(["AP", "AP Supine"]), 1.0, np.where(view.eq("PA"), 0.0, np.nan)),
-        "sex_M": np.where(sex.eq("M"), 1.0, np.where(sex.eq("F"), 0.0, np.nan)),
+        "view_AP": flag(view, ["AP", "AP Supine"], ["PA"]), "sex_M": flag(sex, ["M"], ["F"]),
         "age_over_60": np.where(age.isna(), np.nan, (age > 60).astype(float)),
-        "source": np.where(src.isna(), np.nan, src.eq(level).astype(float)),
+        "source": flag(src, [level], [v for v in src.dropna().unique() if v != level]),
         "source_name": src.to_numpy(), "view": view.to_numpy()}, index=manifest.index)
     return table, f"source = {level} ({'source' if 'source' in manifest and manifest['source'].nunique() > 1 else 'dataset'} column)"
 

@@ -26,6 +26,7 @@ def _confounded(root: Path, n: int = 160, seed: int = 0) -> tuple[Path, Path]:
                         "sex": rng.choice(["M", "F"], n), "age": rng.integers(20, 90, n).astype(float),
                         "source": np.where(rng.random(n) < 0.5, "s1", "s2"),
                         "label_F": pd.array(y, dtype="Int8")})
+    man.loc[:3, "sex"] = None                                   # unknown sex: left out of that probe only
     cohort = root / "cohort"
     cohort.mkdir(parents=True)
     man.to_parquet(cohort / "manifest.parquet", index=False)
