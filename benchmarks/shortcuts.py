@@ -124,8 +124,8 @@ def confounder_alone(sample: pd.DataFrame, conf: pd.DataFrame) -> pd.DataFrame:
             c = conf.loc[sub["image_id"], name].to_numpy()
             known = ~np.isnan(c)
             y = sub["y"].to_numpy()[known]
-            if known.sum() == 0 or y.min() == y.max():
-                continue
+            if known.sum() == 0 or y.min() == y.max() or np.unique(c[known]).size < 2:
+                continue   # unknown, one class, or a confounder constant within the task (AUROC 0.5 says nothing)
             a = float(binary_metrics(y, c[known])["auroc"][0])
             rows.append({"dataset": ds, "label": lab, "confounder": name, "auroc_alone": max(a, 1 - a),
                          "direction": "higher in positives" if a >= 0.5 else "lower in positives",
