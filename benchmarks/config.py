@@ -108,6 +108,28 @@ class TransferConfig(StrictModel):
     pairs: list[tuple[str, str]] | None = None  # (train, test); None = every ordered pair sharing a label
 
 
+class ShortcutsConfig(StrictModel):
+    """Confounder probes (view AP/PA, sex, age > 60, source), findings within view strata, the finding predicted
+    by its confounder alone, and leave-one-source-out (``benchmarks.shortcuts``)."""
+
+    enabled: bool = False
+
+
+class EfficiencyConfig(StrictModel):
+    """Data-efficiency curves: AUROC vs the share of training patients kept per fold (``benchmarks.efficiency``)."""
+
+    enabled: bool = False
+    fractions: list[float] = Field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0], min_length=1)
+    repeats: int = Field(3, ge=1)   # seeded subsets per fraction below 1
+
+    @model_validator(mode="after")
+    def _check(self) -> "EfficiencyConfig":
+        bad = [f for f in self.fractions if not 0.0 < f <= 1.0]
+        if bad:
+            raise ValueError(f"efficiency.fractions must lie in (0, 1], got {bad}")
+        return self
+
+
 class BenchmarksConfig(StrictModel):
     """Everything `python -m benchmarks.run` does; see configs/README.md ('## benchmarks')."""
 
@@ -129,6 +151,8 @@ class BenchmarksConfig(StrictModel):
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     label_noise: LabelNoiseConfig = Field(default_factory=LabelNoiseConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
+    shortcuts: ShortcutsConfig = Field(default_factory=ShortcutsConfig)
+    efficiency: EfficiencyConfig = Field(default_factory=EfficiencyConfig)
 
     @model_validator(mode="after")
     def _check(self) -> "BenchmarksConfig":

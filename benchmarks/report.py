@@ -36,6 +36,21 @@ def metric_table(results: pd.DataFrame, *, metric: str, probe: str) -> str:
     return "\n".join(lines)
 
 
+def reported_intervals(results: pd.DataFrame) -> pd.DataFrame:
+    """The interval each table cell shows, one row per (dataset, label, model, probe, metric): the patient-bootstrap
+    row of ``results``, with ``ci_low``/``ci_high`` from the fold t-interval and ``dagger`` True where
+    :func:`metric_table` marks the cell † (report.md and report.html show the same interval)."""
+    keys = ["dataset", "label", "model", "probe", "metric"]
+    boot = results[results.ci_method == "patient_bootstrap"].set_index(keys)
+    fold_t = results[results.ci_method == "fold_t"].set_index(keys)
+    dagger = boot.index.get_level_values("metric").isin(list(CLASS_CONDITIONAL_METRICS)) \
+        & (boot["min_class_patients_per_fold"] < MIN_CLASS_PATIENTS).to_numpy()
+    out = boot.assign(dagger=dagger)
+    swap = out.index[dagger]
+    out.loc[swap, ["ci_low", "ci_high"]] = fold_t.loc[swap, ["ci_low", "ci_high"]].to_numpy()
+    return out.reset_index()
+
+
 def _cell(boot: pd.Series, fold_t: pd.Series, *, bold: bool, class_conditional: bool) -> str:
     mean = f"**{boot['mean']:.3f}**" if bold else f"{boot['mean']:.3f}"
     if class_conditional and boot["min_class_patients_per_fold"] < MIN_CLASS_PATIENTS:
@@ -54,11 +69,12 @@ def _df_table(df: pd.DataFrame, *, floatfmt: str = "{:.4g}") -> str:
 def write_report(out: Path, *, cfg: BenchmarksConfig, results: pd.DataFrame, comparisons: pd.DataFrame,
                  selection: dict, missing: pd.DataFrame, skipped: pd.DataFrame, n_sampled: int, figures: list[Path],
                  transfer: pd.DataFrame | None = None, noise: pd.DataFrame | None = None,
-                 features: list[Features] = (), warnings: list[str] = ()) -> Path:
+                 features: list[Features] = (), warnings: list[str] = (), sections: list[str] = ()) -> Path:
     """Write ``out/report.md`` and return its path; figures are linked relative to ``out``.
 
     ``features``: the benchmarked models (for the probe-input table); ``warnings``: patient-id warnings
-    (``patients.patient_id_warnings``), shown near the top in words."""
+    (``patients.patient_id_warnings``), shown near the top in words; ``sections``: further markdown blocks
+    (shortcut checks, data efficiency) placed before the figures."""
     first = results.drop_duplicates(["dataset", "label"])
     parts = [
         "# Embedding benchmark",
@@ -129,6 +145,7 @@ def write_report(out: Path, *, cfg: BenchmarksConfig, results: pd.DataFrame, com
                                               values="auroc_mean").rename(columns=lambda f: f"flip {f:g}")
                             .reset_index(), floatfmt="{:.3f}"),
                   "![label noise](figures/label_noise.png)"]
+    parts += list(sections)
     parts += ["## Figures"] + [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figures
                                if p.name != "label_noise.png"]
     path = out / "report.md"

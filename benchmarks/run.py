@@ -24,12 +24,14 @@ from .compare import compare_models
 from .config import BenchmarksConfig, load_benchmarks_config
 from .crossval import Task
 from .data import BenchmarkInputError, Features, load_features, load_sample, missing_images, train_augmentations
+from .efficiency import efficiency_figures, efficiency_section, efficiency_study
 from .figures import label_noise_figure, roc_figures
 from .grid import run_grid
 from .patients import patient_id_warnings
 from .procedure import repeated_folds
 from .report import metric_table, write_report
 from .selection import select_model
+from .shortcuts import run_shortcut_checks
 from .splits import SplitError, patient_folds
 from .studies import label_noise_study, transfer_study
 from .summary import summarize
@@ -132,9 +134,20 @@ def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Pat
         paths["label_noise"] = out / "label_noise.csv"
         write_csv(noise, paths["label_noise"])
         figures.append(label_noise_figure(noise, out / "figures" / "label_noise.png"))
+    sections: list[str] = []
+    if cfg.shortcuts.enabled:
+        written, parts = run_shortcut_checks(sample, features, oof, results, cohort=Path(cohort), out=out, cfg=cfg)
+        paths.update(written)
+        sections += parts
+    if cfg.efficiency.enabled:
+        curves = efficiency_study(tasks, features, cfg=cfg)
+        paths["efficiency"] = out / "efficiency.csv"
+        curves.to_csv(paths["efficiency"], index=False)
+        sections += efficiency_section(curves, efficiency_figures(curves, out / "figures"), out=out, cfg=cfg)
     paths["report"] = write_report(out, cfg=cfg, results=results, comparisons=comparisons, selection=selection,
                                    missing=missing, skipped=skipped, n_sampled=len(sample), figures=figures,
-                                   transfer=transfer, noise=noise, features=features, warnings=warnings)
+                                   transfer=transfer, noise=noise, features=features, warnings=warnings,
+                                   sections=sections)
     timings = {"load_s": round(t_load, 2), "cv_s": round(t_cv, 2), "total_s": round(time.perf_counter() - t0, 2)}
     paths["run"] = write_run_record(out, cfg, stage="benchmarks", extra={
         "inputs": {"cohort": relative_path(cohort, root=out.parent), "store": relative_path(store, root=out.parent),

@@ -154,6 +154,11 @@ class NihSource(StrictModel):
     labels: dict[str, str] = {"Atelectasis": "Atelectasis", "Edema": "Edema", "Effusion": "Effusion"}
     google_labels: Path | None = None   # google2019_nih-chest-xray-labels.csv(.gz)
     google_label_map: dict[str, str] = {"Opacity": "Airspace opacity"}   # name -> YES/NO column
+    # optional per-image table (e.g. a redistributed subset's labels.csv): its ``image_table_key`` column holds
+    # the NIH file name; ``image_table_columns`` (manifest column -> table column) are copied, e.g. {source: source_folder}
+    image_table: Path | None = None
+    image_table_key: str = "image"
+    image_table_columns: dict[str, str] = {}
 
 
 class ChexpertSource(StrictModel):
@@ -262,6 +267,12 @@ class SamplingConfig(StrictModel):
     n_per_class: int = Field(1000, gt=0)
     one_per_patient: bool = True
     seed: int = 0
+    # other negative sets: suffix -> label whose positives (without the finding) are the negatives;
+    # sample labels become <label>_vs_<suffix> (e.g. {Pneumonia: Pneumonia, NoFinding: NoFinding})
+    negatives_from: dict[str, str] = {}
+    min_per_class: int = Field(0, ge=0)   # fewer images in a class: left out, reported as too small (0: keep all)
+    balance_to_smaller: bool = False      # short of n_per_class: cut the larger class to the smaller's size
+    manifest_sampled_only: bool = False   # keep only sampled images in manifest.parquet (nothing else is embedded)
 
 
 class CohortsConfig(StrictModel):

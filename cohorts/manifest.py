@@ -89,7 +89,7 @@ def validate_manifest(df: pd.DataFrame, *, source: str = "manifest") -> None:
                                 f"(e.g. {df.loc[bad, col].iloc[0]} in row {int(bad.to_numpy().nonzero()[0][0])})")
 
 
-def _existing(paths: pd.Series) -> np.ndarray:
+def existing_files(paths: pd.Series) -> np.ndarray:
     """Which ``paths`` exist: one directory listing per folder instead of one stat per file."""
     parts = paths.astype(str).str.rsplit("/", n=1)
     folders, names = parts.str[0].to_numpy(), parts.str[-1].to_numpy()
@@ -111,7 +111,7 @@ def check_image_files(df: pd.DataFrame, *, verify: bool) -> tuple[pd.DataFrame, 
     """
     has_path = df["path"].notna().to_numpy(dtype=bool)
     exists = np.ones(len(df), dtype=bool)
-    exists[has_path] = _existing(df.loc[has_path, "path"])
+    exists[has_path] = existing_files(df.loc[has_path, "path"])
     reasons = pd.Series(pd.NA, index=df.index, dtype="string")
     reasons[~exists] = "file not found"
     if verify:

@@ -101,10 +101,17 @@ def run_cohorts(cfg: CohortsConfig, *, out: Path) -> dict[str, Path]:
     if cfg.sampling is not None:
         s = cfg.sampling
         result = balanced_sample(manifest, labels=s.labels, n_per_class=s.n_per_class, seed=s.seed,
-                                 one_per_patient=s.one_per_patient)
+                                 one_per_patient=s.one_per_patient, negatives_from=s.negatives_from,
+                                 min_per_class=s.min_per_class, balance_to_smaller=s.balance_to_smaller)
         write_parquet(result.sample, out / "sample.parquet")
+        if s.manifest_sampled_only:
+            kept = manifest["image_id"].isin(result.sample["image_id"])
+            facts["images_not_sampled_left_out"] = int((~kept).sum())
+            manifest = manifest[kept].reset_index(drop=True)
+            written["manifest"] = write_manifest(manifest, out / "manifest.parquet")
         written["sample"] = out / "sample.parquet"
-        facts["sample"] = {"counts": result.counts, "shortfalls": result.shortfalls}
+        facts["sample"] = {"counts": result.counts, "shortfalls": result.shortfalls,
+                           "too_small": sorted(k for k, c in result.counts.items() if c.get("too_small"))}
     if cfg.overview:
         written["overview"] = write_overview(manifest, clinical, out / "overview", facts=facts)
     written["run"] = write_run_record(out, cfg, stage="cohorts", extra={

@@ -97,6 +97,9 @@ def _extract_model(spec: ModelSpec, cfg: EmbeddersConfig, *, root: zarr.Group, s
     return counts
 
 
+UNET_MODELS = ("unet-jsrt", "radiomics-lung")   # models built on the JSRT UNet: its masks are checked per run
+
+
 def run_embedders(cfg: EmbeddersConfig, *, manifest: Path, store: Path, out: Path | None = None) -> dict[str, Path]:
     """Extract every model x augmentation of ``cfg`` (and import its precomputed files) into ``store``.
 
@@ -141,11 +144,16 @@ def run_embedders(cfg: EmbeddersConfig, *, manifest: Path, store: Path, out: Pat
                                                chunk_rows=cfg.chunk_rows, overwrite=cfg.overwrite,
                                                errors_file=errors_path(store))
     n_errors = finalize_errors(errors_path(store), root)
+    written = {"store": store, "errors": errors_path(store)}
+    unet = next((m for m in cfg.models if m.name in UNET_MODELS), None)
+    if unet is not None:   # the masks these models rely on, checked on this cohort's images (report figure)
+        from .lung_masks import write_mask_checks
+        written.update(write_mask_checks(df, unet.weights, out, seed=cfg.seed))
     run = write_run_record(out, cfg, stage="embedders", extra={
         "manifest": relative_path(manifest, root=out.parent), "manifest_sha256": manifest_sha,
         "store": relative_path(store, root=out.parent),
         "summary": summary, "errors_rows": n_errors})
-    return {"store": store, "errors": errors_path(store), "run": run}
+    return {**written, "run": run}
 
 
 def _select(cfg: EmbeddersConfig, model: str | None, weights: Path | None) -> EmbeddersConfig:

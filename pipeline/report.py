@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from benchmarks.report import reported_intervals
 from clustering.narrative import CAVEAT
 from clustering.report import FIGURE_CHECK_SCRIPT, TABLE1_LEGEND, format_p
 from cohorts.provenance import now_iso
@@ -76,8 +77,9 @@ def _benchmark(run: Path) -> str:
         return ""
     out = ["<h2>2. Benchmark of the embedding models</h2>",
            "<p class=muted>Patient-grouped stratified K-fold; augmented images only in training folds. "
-           "Cells: mean over folds [95% patient-level bootstrap CI of the pooled out-of-fold predictions]; "
-           "best model per row in bold.</p>"]
+           "Cells: mean over folds [95% patient-level bootstrap CI of the pooled out-of-fold predictions; "
+           "&dagger;: the fold t-interval, where a test fold holds too few patients of a class for the bootstrap, "
+           "as in benchmarks/report.md]; best model per row in bold.</p>"]
     for metric in ("auroc", "accuracy"):
         out.append(_metric_table(results, metric))
     out.append(_legend("AUROC: area under the ROC curve (0.5 = chance, 1 = perfect); accuracy at the 0.5 threshold. "
@@ -100,8 +102,71 @@ def _benchmark(run: Path) -> str:
     skipped = _csv(folder / "skipped.csv")
     if skipped is not None and len(skipped):
         out.append("<h3>Tasks that could not be run</h3>" + _html_table(skipped, index=False))
+    out.append(_benchmark_studies(folder))
     out.append(_figures(folder / "figures"))
+    out.append(_lung_masks(run / "embedders"))
     return "".join(out)
+
+
+def _benchmark_studies(folder: Path) -> str:
+    """Transfer, shortcut checks, leave-one-source-out and data efficiency, where the benchmark ran them."""
+    out = []
+    transfer = _csv(folder / "transfer.csv")
+    if transfer is not None and len(transfer):
+        t = transfer[transfer["metric"] == "auroc"]
+        t = t.assign(auroc=[_ci(v, lo, hi) for v, lo, hi in t[["value", "ci_low", "ci_high"]].to_numpy()])
+        out.append("<h3>Cross-dataset transfer (train on one dataset, test on another; AUROC [patient bootstrap])</h3>"
+                   + _html_table(t[["train_dataset", "test_dataset", "label", "model", "probe", "auroc", "n_train",
+                                    "n_test"]], index=False))
+    shortcuts = _csv(folder / "shortcuts.csv")
+    if shortcuts is not None and len(shortcuts):
+        a = shortcuts[(shortcuts["metric"] == "auroc") & (shortcuts["ci_method"] == "patient_bootstrap")]
+        a = a.assign(cell=[_ci(m, lo, hi) for m, lo, hi in a[["mean", "ci_low", "ci_high"]].to_numpy()])
+        out.append("<h3>Shortcuts: AUROC with which each embedding predicts a confounder</h3>"
+                   + _html_table(a.pivot_table(index="model", columns="label", values="cell", aggfunc="first")))
+        words = _markdown_bullets(folder / "report.md", "**Findings predicted no better than a confounder alone**")
+        out.append("<div class=why><b>Findings predicted no better than a confounder alone</b><ul>"
+                   + "".join(f"<li>{html.escape(w)}</li>" for w in words) + "</ul></div>" if words else
+                   "<p>No finding is predicted only as well as a confounder alone.</p>")
+    strata = _csv(folder / "view_strata.csv")
+    if strata is not None and len(strata) and "auroc" in strata:
+        strata = strata.assign(cell=[_ci(m, lo, hi) if pd.notna(m) else "" for m, lo, hi in
+                                     strata[["auroc", "ci_low", "ci_high"]].to_numpy()])
+        out.append("<h3>Finding AUROC within each view</h3>" + _html_table(
+            strata.pivot_table(index=["dataset", "label", "model"], columns="view", values="cell", aggfunc="first")))
+    loso = _csv(folder / "loso.csv")
+    if loso is not None and len(loso):
+        cell = [_ci(m, lo, hi) if pd.notna(m) else "" for m, lo, hi in
+                loso.reindex(columns=["auroc", "ci_low", "ci_high"]).to_numpy()]
+        out.append("<h3>Leave-one-source-out (AUROC on the held-out source)</h3>" + _html_table(
+            loso.assign(auroc=cell).reindex(columns=["label", "held_out", "model", "auroc", "n_test", "note"]),
+            index=False))
+    curves = _csv(folder / "efficiency.csv")
+    if curves is not None and len(curves):
+        cell = [_ci(m, lo, hi) for m, lo, hi in curves[["auroc_mean", "ci_low", "ci_high"]].to_numpy()]
+        out.append("<h3>Data efficiency: AUROC vs share of training patients</h3>" + _html_table(
+            curves.assign(cell=cell).pivot_table(index=["dataset", "label", "model"], columns="fraction",
+                                                 values="cell", aggfunc="first")))
+    return "".join(out)
+
+
+def _markdown_bullets(path: Path, heading: str) -> list[str]:
+    """The ``- `` lines that follow ``heading`` in a markdown file (up to the next blank-line block)."""
+    if not path.is_file() or heading not in (text := path.read_text()):
+        return []
+    block = text.split(heading, 1)[1].split("\n\n", 2)
+    lines = block[1].splitlines() if len(block) > 1 else []
+    return [line[2:] for line in lines if line.startswith("- ")]
+
+
+def _lung_masks(folder: Path) -> str:
+    checks = _csv(folder / "lung_mask_checks.csv")
+    if checks is None:
+        return ""
+    return ("<h3>Lung masks of the JSRT UNet on this cohort's images</h3>"
+            f"<p>{int(checks['placement_ok'].sum())} of {len(checks)} placed anatomically, "
+            f"{int(checks['fractions_ok'].sum())} with plausible lung/heart fractions.</p>"
+            + _html_table(checks, index=False) + _figures(folder / "figures"))
 
 
 def _fusion(run: Path) -> str:
@@ -260,15 +325,16 @@ def _html_table(df: pd.DataFrame, *, index: bool = True, max_rows: int = 60) -> 
 def _metric_table(results: pd.DataFrame, metric: str) -> str:
     """(dataset, label) x (model, probe): mean [95% CI] of the reported interval, best per row in bold."""
     sub = results[results["metric"].str.lower() == metric]
-    if "ci_method" in sub:
-        sub = sub[sub["ci_method"] == "patient_bootstrap"] if (sub["ci_method"] == "patient_bootstrap").any() else sub
+    if "ci_method" in sub and (sub["ci_method"] == "patient_bootstrap").any():
+        sub = reported_intervals(sub)     # the interval report.md shows, † where it is the fold t-interval
     if sub.empty:
         return ""
     best = sub.loc[sub.groupby(["dataset", "label"])["mean"].idxmax(), ["dataset", "label", "model", "probe"]]
     best_keys = set(map(tuple, best.to_numpy()))
-    cells = [(f"<b>{_ci(mean, lo, hi)}</b>" if (d, lab, m, p) in best_keys else _ci(mean, lo, hi))
-             for d, lab, m, p, mean, lo, hi in sub[["dataset", "label", "model", "probe", "mean", "ci_low",
-                                                   "ci_high"]].itertuples(index=False)]
+    mark = sub["dagger"].map({True: " &dagger;", False: ""}) if "dagger" in sub else pd.Series("", index=sub.index)
+    cells = [(f"<b>{_ci(mean, lo, hi)}</b>" if (d, lab, m, p) in best_keys else _ci(mean, lo, hi)) + dag
+             for d, lab, m, p, mean, lo, hi, dag in sub[["dataset", "label", "model", "probe", "mean", "ci_low",
+                                                        "ci_high"]].assign(dag=mark.to_numpy()).itertuples(index=False)]
     wide = sub.assign(cell=cells).pivot_table(index=["dataset", "label"], columns=["model", "probe"], values="cell",
                                               aggfunc="first")
     return f"<h3>{metric.upper()}</h3>" + wide.to_html(escape=False)

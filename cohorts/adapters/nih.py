@@ -3,15 +3,24 @@
 ``Finding Labels`` is pipe-separated (``No Finding`` when empty): a listed finding is 1, an
 unlisted one 0 (the NIH labels are NLP-mined; there is no uncertain class). Google labels are
 YES/NO for 4,376 images (1/0); every other image gets <NA> for them.
+
+Partial copies: most users hold a few of the 12 image archives. With ``image_root`` set, only the table rows
+whose PNG is in that folder are kept (one log line and ``notes["rows_without_image"]`` say how many were not);
+a folder holding none of them is an error naming it.
 """
 from __future__ import annotations
+
+import logging
+from pathlib import Path
 
 import pandas as pd
 
 from ..config import NihSource
 from ..labels import code_flags, code_terms, label_column
-from ..manifest import conform
+from ..manifest import conform, existing_files
 from .base import AdapterResult, joined_paths, read_table, require_columns
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age", "Patient Gender", "View Position")
 
@@ -45,4 +54,38 @@ def load_nih(cfg: NihSource) -> AdapterResult:
             df[label_column(name)] = raw["Image Index"].map(coded).astype("Int8")
         df["google_set"] = raw["Image Index"].map(google["Set Id"]) if "Set Id" in google else pd.NA
         notes["google_labelled_images"] = int(len(google))
+    if cfg.image_table is not None:
+        df = _join_image_table(df, raw["Image Index"], cfg)
+    if cfg.image_root is not None:
+        df = _rows_with_images(df, root=cfg.image_root, table=cfg.table, notes=notes)
     return AdapterResult(conform(df, dataset="nih"), notes=notes)
+
+
+def _rows_with_images(df: pd.DataFrame, *, root: Path, table: Path, notes: dict) -> pd.DataFrame:
+    """The rows of ``df`` whose image is in ``root``; ValueError naming the folder when none is."""
+    found = existing_files(df["path"])
+    if not found.any():
+        where = "does not exist" if not Path(root).is_dir() else "holds none of them"
+        raise ValueError(f"NIH image_root {root} {where}: no image of the {len(df)} rows of {table} found; set "
+                         "image_root to the folder holding the NIH PNGs (e.g. the unpacked images_0XX archives), "
+                         "or to null for a label-only manifest")
+    missing = int((~found).sum())
+    notes["rows_without_image"] = missing
+    if missing:
+        log.info("NIH: %d of %d table rows have their image in %s; %d row(s) without an image are left out "
+                 "(a partial copy)", int(found.sum()), len(df), root, missing)
+    return df.loc[found].reset_index(drop=True)
+
+
+def _join_image_table(df: pd.DataFrame, names: pd.Series, cfg: NihSource) -> pd.DataFrame:
+    """Copy ``cfg.image_table_columns`` of the per-image table onto the rows of ``df`` (keyed by file name)."""
+    table = read_table(cfg.image_table, what="NIH per-image table", dtype=str)
+    require_columns(table, [cfg.image_table_key, *cfg.image_table_columns.values()], source=cfg.image_table)
+    table = table.drop_duplicates(cfg.image_table_key).set_index(cfg.image_table_key)
+    unknown = ~table.index.isin(names)
+    if unknown.any():
+        raise ValueError(f"{cfg.image_table}: {int(unknown.sum())} image(s) not in {cfg.table}, "
+                         f"e.g. {table.index[unknown][0]}")
+    for name, column in cfg.image_table_columns.items():
+        df[name] = names.map(table[column]).astype("string").to_numpy()
+    return df

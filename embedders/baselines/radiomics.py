@@ -90,6 +90,19 @@ def _glcm_matrices(q: np.ndarray) -> np.ndarray:
     return mats / mats.sum(axis=(-1, -2), keepdims=True)
 
 
+def _glcm_matrices_masked(q: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """As :func:`_glcm_matrices` over the pixel pairs whose both pixels lie in ``mask`` (all-zero when none)."""
+    mats = np.zeros((len(GLCM_DISTANCES), 4, LEVELS, LEVELS))
+    for i, d in enumerate(GLCM_DISTANCES):
+        for k, (dr, dc) in enumerate(_OFFSETS[d]):
+            a, b = _shift(q, dr, dc)
+            ma, mb = _shift(mask, dr, dc)
+            m = np.bincount((a * LEVELS + b)[ma & mb], minlength=LEVELS * LEVELS).reshape(LEVELS, LEVELS)
+            mats[i, k] = m + m.T
+    total = mats.sum(axis=(-1, -2), keepdims=True)
+    return mats / np.where(total > 0, total, 1.0)
+
+
 def _glcm_props(m: np.ndarray) -> np.ndarray:
     """GLCM properties (definitions as scikit-image's graycoprops) of ``(..., 4, L, L)``, averaged over
     the 4 directions -> ``(..., 6)``: contrast, dissimilarity, homogeneity, energy, correlation, ASM."""
@@ -104,8 +117,10 @@ def _glcm_props(m: np.ndarray) -> np.ndarray:
     return props.mean(axis=-2)
 
 
-def radiomics_features(image: np.ndarray) -> np.ndarray:
-    """``(S, S)`` float image in [0, 1] -> ``(6 * FEATURES_PER_ZONE,)`` float32 features (see the module docstring)."""
+def radiomics_features(image: np.ndarray, regions: list[np.ndarray] | None = None) -> np.ndarray:
+    """``(S, S)`` float image in [0, 1] -> ``(n_regions * FEATURES_PER_ZONE,)`` float32 features (see the module
+    docstring). ``regions``: boolean ``(S, S)`` masks to describe instead of the 3 x 2 image zones (e.g. lung
+    zones); an empty region gives zeros."""
     u8 = np.rint(np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0) * 255).astype(np.uint8)
     x = u8.astype(np.float32) / np.float32(255)
     q = (u8 // (256 // LEVELS)).astype(np.intp)
@@ -119,20 +134,24 @@ def radiomics_features(image: np.ndarray) -> np.ndarray:
     gy, gx = np.gradient(x)
     mag = np.hypot(gx, gy)
     ang = np.minimum(((np.arctan2(gy, gx) % np.pi) / np.pi * ORIENT_BINS).astype(np.int64), ORIENT_BINS - 1)
-    zones = _zone_slices(x.shape[0])
-    glcm = _glcm_props(np.stack([_glcm_matrices(q[rs, cs]) for rs, cs in zones]))  # (zones, distances, 6)
+    zones = _zone_slices(x.shape[0]) if regions is None else [np.asarray(r, dtype=bool) for r in regions]
+    glcm = _glcm_props(np.stack([_glcm_matrices(q[z]) if regions is None else _glcm_matrices_masked(q, z)
+                                 for z in zones]))  # (zones, distances, 6)
     out: list[float] = []
-    for zone, (rs, cs) in enumerate(zones):
-        z = x[rs, cs]
-        counts = np.bincount(u8[rs, cs].ravel(), minlength=256)
+    for zone, where in enumerate(zones):
+        z = x[where]
+        if z.size == 0:
+            out += [0.0] * FEATURES_PER_ZONE
+            continue
+        counts = np.bincount(u8[where].ravel(), minlength=256)
         out += _intensity(z, counts)
         out += (counts.reshape(HIST_BINS, -1).sum(axis=1) / z.size).tolist()
         out += glcm[zone].ravel().tolist()
-        codes = lbp[rs, cs]
+        codes = lbp[where]
         codes = codes[codes >= 0]
         out += (np.bincount(codes, minlength=10) / max(codes.size, 1)).tolist()
-        m = mag[rs, cs]
-        hist = np.bincount(ang[rs, cs].ravel(), weights=m.ravel(), minlength=ORIENT_BINS)
+        m = mag[where]
+        hist = np.bincount(ang[where].ravel(), weights=m.ravel(), minlength=ORIENT_BINS)
         out += [float(m.mean()), float(m.std()), *(hist / hist.sum() if hist.sum() > 0 else hist).tolist()]
     return np.asarray(out, dtype=np.float32)
 

@@ -1,4 +1,5 @@
 """Adapters on the real tables in ../shared/data; row counts asserted against direct pandas reads."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -112,18 +113,37 @@ def test_hannover_duplicates_removed_once(covid_pair):
     assert "intubated" in h2.clinical.columns
 
 
-def test_nih_with_image_root_keeps_existing_images_and_reports_the_rest(shared_data, label_tables, tmp_path):
+def test_nih_partial_copy_keeps_existing_images_in_one_summary_line(shared_data, label_tables, tmp_path, caplog):
+    """A partial NIH copy (2 of 112,120 PNGs): only those rows, one log line for the rest, no error rows."""
     from cohorts.config import CohortsConfig
     from cohorts.run import run_cohorts
 
     source = {"kind": "nih", "table": label_tables / "Data_Entry_2017_v2020.csv.gz",
               "image_root": shared_data / "nih-chestxray14-sample" / "images"}
-    written = run_cohorts(CohortsConfig(sources=[source], verify_images=True, overview=False), out=tmp_path)
+    with caplog.at_level("INFO", logger="cohorts.adapters.nih"):
+        written = run_cohorts(CohortsConfig(sources=[source], verify_images=True, overview=True), out=tmp_path)
     m = pd.read_parquet(written["manifest"])
     assert sorted(m["image_id"]) == ["nih/00000001_000", "nih/00027426_000"]
     assert m.set_index("image_id").loc["nih/00000001_000", "path"].endswith("images/00000001_000.png")
-    errors = pd.read_csv(written["errors"])
-    assert len(errors) == 112_120 - 2 and (errors["reason"] == "file not found").all()
+    assert len(pd.read_csv(written["errors"])) == 0
+    lines = [r.getMessage() for r in caplog.records if "without an image" in r.getMessage()]
+    assert len(lines) == 1 and "112118 row(s) without an image" in lines[0]
+    run = json.loads(written["run"].read_text())
+    assert run["source_notes"]["0:nih"]["rows_without_image"] == 112_118
+
+
+def test_nih_empty_image_folder_stops_with_one_line_naming_it(label_tables, tmp_path, capsys):
+    from cohorts.run import main
+
+    empty = tmp_path / "images"
+    empty.mkdir()
+    config = tmp_path / "nih.yaml"
+    config.write_text(f"sources:\n  - kind: nih\n    table: {label_tables / 'Data_Entry_2017_v2020.csv.gz'}\n"
+                      f"    image_root: {empty}\n")
+    assert main(["--config", str(config), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(empty) in err[0] and "holds none of them" in err[0]
+    assert not (tmp_path / "out" / "errors.csv").exists()
 
 
 def _grey(path: str, step: int = 2) -> np.ndarray:

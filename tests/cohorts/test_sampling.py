@@ -79,3 +79,32 @@ def test_nih_four_labels_1000_each(nih_result):
     assert res.shortfalls == ["nih/Opacity"]
     for _, part in res.sample.groupby("label"):
         assert not part["patient_id"].duplicated().any()
+
+
+def _nih_like(seed: int = 0) -> pd.DataFrame:
+    """200 patients, one image each: Pneumonia or No Finding; the finding X only among Pneumonia images."""
+    rng = np.random.default_rng(seed)
+    pneumonia = rng.random(200) < 0.5
+    x = pneumonia & (rng.random(200) < 0.3)
+    return pd.DataFrame({"image_id": [f"i{k}" for k in range(200)], "patient_id": [f"p{k}" for k in range(200)],
+                         "dataset": "nih", "label_X": pd.array(x.astype(int), dtype="Int8"),
+                         "label_Pneumonia": pd.array(pneumonia.astype(int), dtype="Int8"),
+                         "label_NoFinding": pd.array((~pneumonia).astype(int), dtype="Int8")})
+
+
+def test_negative_definitions_balance_and_too_small_labels():
+    m = _nih_like()
+    m["label_Tiny"] = pd.array([1] * 3 + [0] * 197, dtype="Int8")
+    res = balanced_sample(m, labels=["X", "Tiny"], n_per_class=1000, seed=0, balance_to_smaller=True,
+                          negatives_from={"Pneumonia": "Pneumonia", "NoFinding": "NoFinding"}, min_per_class=5)
+    s = res.sample.merge(m, on=["image_id", "patient_id", "dataset"])
+    assert set(s["label"]) == {"X_vs_Pneumonia", "X_vs_NoFinding"}          # Tiny left out ...
+    assert res.counts["nih/Tiny_vs_Pneumonia"]["too_small"] is True          # ... but reported
+    n_pos = int(m["label_X"].sum())
+    for name, pool in (("X_vs_Pneumonia", "label_Pneumonia"), ("X_vs_NoFinding", "label_NoFinding")):
+        part = s[s["label"] == name]
+        assert (part["y"] == 1).sum() == (part["y"] == 0).sum() == n_pos     # balanced up to what exists
+        negatives = part[part["y"] == 0]
+        assert (negatives[pool] == 1).all() and (negatives["label_X"] == 0).all()
+    with pytest.raises(ValueError, match="Absent"):
+        balanced_sample(m, labels=["X"], negatives_from={"A": "Absent"})
