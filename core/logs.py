@@ -23,9 +23,12 @@ class RepeatFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno > logging.WARNING or getattr(record, "repeat_summary", False):
             return True
-        key = (record.name, record.levelno, record.getMessage())
-        self.seen[key] += 1
-        return self.seen[key] == 1
+        verdict = getattr(record, "_repeat_verdict", None)   # decided once per record: every handler
+        if verdict is None:                                   # carrying the filter shows the same records
+            key = (record.name, record.levelno, record.getMessage())
+            self.seen[key] += 1
+            verdict = record._repeat_verdict = self.seen[key] == 1
+        return verdict
 
     def summary(self) -> None:
         """One line per message that was repeated, with how often, then forget them."""

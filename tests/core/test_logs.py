@@ -62,3 +62,23 @@ def test_no_fork_after_jax() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert proc.stdout.split() == ["None", "forkserver"], proc.stderr
+
+
+def test_a_record_passes_every_handler_that_shares_the_filter() -> None:
+    """Two handlers (terminal and log file) with the shared filter both get the first record, neither the repeat."""
+    import io
+
+    from core.logs import RepeatFilter
+
+    flt = RepeatFilter()
+    streams = [io.StringIO(), io.StringIO()]
+    log = logging.getLogger("test.two_handlers")
+    log.propagate = False
+    for stream in streams:
+        handler = logging.StreamHandler(stream)
+        handler.addFilter(flt)
+        log.addHandler(handler)
+    log.warning("same")
+    log.warning("same")
+    assert [s.getvalue() for s in streams] == ["same\n", "same\n"]
+    assert flt.seen[("test.two_handlers", logging.WARNING, "same")] == 2
