@@ -45,10 +45,11 @@ def _table(df: pd.DataFrame) -> str:
     return df.to_html(index=False, border=0, na_rep="", float_format=lambda v: f"{v:.4g}", escape=True)
 
 
-def render(title: str, sections: list[Section], *, meta: dict[str, object]) -> str:
-    """The HTML text of the report."""
+def render(title: str, sections: list[Section], *, meta: dict[str, object], top_html: str = "") -> str:
+    """The HTML text of the report; ``top_html`` (trusted HTML, e.g. the validity panel) goes under the title."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{_CSS}</style><script>{FIGURE_CHECK_SCRIPT}</script></head><body><h1>{html.escape(title)}</h1>"]
+             f"<style>{_CSS}</style><script>{FIGURE_CHECK_SCRIPT}</script></head><body><h1>{html.escape(title)}</h1>",
+             top_html]
     for s in sections:
         parts.append(f"<h2>{html.escape(s.title)}</h2>")
         parts += [f"<p>{html.escape(t)}</p>" for t in s.text]
@@ -59,8 +60,9 @@ def render(title: str, sections: list[Section], *, meta: dict[str, object]) -> s
     return "".join(parts)
 
 
-def write_report(path: Path, title: str, sections: list[Section], *, meta: dict[str, object]) -> Path:
+def write_report(path: Path, title: str, sections: list[Section], *, meta: dict[str, object],
+                 top_html: str = "") -> Path:
     """Write the self-contained report to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(title, sections, meta=meta), encoding="utf-8")
+    path.write_text(render(title, sections, meta=meta, top_html=top_html), encoding="utf-8")
     return path

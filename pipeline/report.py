@@ -17,7 +17,9 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from clustering.characterize import cox_table
 from clustering.report import FIGURE_CHECK_SCRIPT
+from clustering.validity import panel_html
 from cohorts.provenance import now_iso
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1250px;margin:2em auto;padding:0 1em;color:#222}
@@ -33,6 +35,7 @@ def write_report(run_dir: Path, *, title: str, timings: dict[str, dict[str, obje
     run_dir = Path(run_dir)
     parts = [f"<h1>cxr-fusion run: {html.escape(title)}</h1>",
              f"<p class=muted>{html.escape(str(run_dir))} &middot; written {now_iso()}</p>",
+             panel_html(_json(run_dir / "clustering" / "validity.json")),
              _links(run_dir),
              "<h3>Stages</h3>" + _html_table(pd.DataFrame.from_dict(timings, orient="index"))]
     for section in (_cohort, _benchmark, _fusion, _survival, _subtypes):
@@ -150,15 +153,29 @@ def _subtypes(run: Path) -> str:
              "kNN graph": metrics.get("knn", {}).get("space"),
              "stability (resampling ARI, mean [min, max])":
                  _ci(stability.get("ari_mean"), stability.get("ari_min"), stability.get("ari_max")),
-             "median membership confidence": stability.get("confidence_median"),
+             "median membership confidence (chance-corrected)": stability.get("confidence_median"),
              "log-rank p (survival by subtype)": survival.get("logrank_p")}
     for col, ari in metrics.get("truth_ari", {}).items():
         facts[f"ARI against {col}"] = ari.get("chosen")
+    methods = metrics.get("methods", {})
+    if methods:
+        facts["labels exported"] = methods.get("exported")
+        facts["Leiden vs Gaussian mixture (ARI)"] = methods.get("agreement_ari")
+        if "gmm" in methods:
+            facts["Gaussian mixture classes (BIC)"] = methods["gmm"].get("n_components_bic")
+    if metrics.get("stable_structure") is False:
+        facts["subtypes"] = "none: no stable structure (every patient in one group S1)"
     out = ["<h2>5. Candidate subtypes</h2>", _facts(facts),
            f"<div class=why><b>Resolution {leiden.get('resolution')}</b>: {html.escape(str(leiden.get('reason')))}</div>"]
+    sites = _json(folder / "site_diagnostics.json") or {}
+    rows = [{"column": c, "AMI": d["ami"], "ARI": d["ari"], "site AUROC from the latent": d["classifier"].get("auroc"),
+             "mixing (iLISI score)": d["mixing"]["score"], "model input": d["model_input"]}
+            for c, d in sites.items() if "ami" in d]
+    if rows:
+        out.append("<h3>Site diagnostics (clustering/site_diagnostics.json)</h3>" + _html_table(pd.DataFrame(rows), index=False))
     if survival.get("cox"):
         out.append(f"<h3>Cox hazard ratios by subtype (reference {html.escape(str(survival.get('cox_reference')))})</h3>"
-                   + _html_table(pd.DataFrame(survival["cox"]), index=False))
+                   + _html_table(cox_table(survival["cox"]), index=False))
     table1 = _csv(folder / "table1.csv")
     if table1 is not None:
         out.append("<h3>Table 1 by subtype</h3>" + _html_table(table1, index=False, max_rows=80))
