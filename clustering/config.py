@@ -41,6 +41,8 @@ class LeidenConfig(StrictModel):
     min_stability: float = Field(0.6, ge=0.0, le=1.0, description=(
         "a resolution is admissible only when its subsample ARI (kNN graph rebuilt on each subsample) reaches this; "
         "none admissible = no stable structure"))
+    stability_margin: float = Field(0.1, ge=0.0, le=1.0, description=(
+        "admissible resolutions also lie within this of the most stable one (with 2..max clusters)"))
 
     @model_validator(mode="after")
     def _check(self) -> "LeidenConfig":
@@ -56,7 +58,8 @@ class GmmConfig(StrictModel):
 
     enabled: bool = True
     max_components: int = Field(8, ge=1, description="classes tried: 1..max_components; BIC picks")
-    covariance_type: Literal["full", "diag", "tied", "spherical"] = "diag"
+    covariance_type: Literal["full", "diag", "tied", "spherical"] = Field(
+        "full", description="full: latent class analysis' usual model (mclust VVV); diag over-splits correlated latents")
     n_init: int = Field(3, ge=1, description="EM restarts per class count (best likelihood kept)")
     min_stability: float = Field(0.6, ge=0.0, le=1.0, description=(
         "below this resampling ARI the mixture's classes count as no stable structure (as for Leiden)"))

@@ -12,12 +12,14 @@ consensus partition of a resolution is the seed partition with the highest mean 
 seeds (the medoid). Its stability is the smaller of the seed and subsample ARIs.
 
 Choice (:func:`choose_resolution`): a resolution is admissible when it gives
-``min_clusters..max_clusters`` clusters and its stability reaches ``min_stability``; none admissible
-means no stable structure (the caller reports it instead of a partition). Among the admissible ones
-the highest modularity wins, ties (within ``modularity_tolerance``) to the coarser resolution: a
-stable split that also adds modularity is taken, which recovers planted classes that a most-stable
-rule merges (two classes merged are more stable than three kept apart). Everything is seeded, so
-the same config and seed give identical labels.
+``min_clusters..max_clusters`` clusters and its stability reaches ``min_stability`` and lies within
+``stability_margin`` of the most stable such resolution; none admissible means no stable structure
+(the caller reports it instead of a partition). Among the admissible ones the highest modularity
+wins, ties (within ``modularity_tolerance``) to the coarser resolution: a split that is nearly as
+stable and adds modularity is taken, which keeps planted classes that a most-stable rule merges (two
+classes merged are more stable than three kept apart) -- the rule of chooseR (Patterson-Cross 2021:
+near-best stability, then the finest) with modularity in place of the resolution. Everything is
+seeded, so the same config and seed give identical labels.
 """
 from __future__ import annotations
 
@@ -269,7 +271,9 @@ def choose_resolution(table: pd.DataFrame, cfg: LeidenConfig) -> tuple[float, st
             "" if stable else f"; its partition is not stable (stability {row.stability:.3f} < leiden.min_stability "
                               f"{cfg.min_stability} or one cluster): reported as no stable subtypes")), stable
     counts = (table.n_clusters >= max(cfg.min_clusters, 2)) & (table.n_clusters <= cfg.max_clusters)
-    ok = table[counts & (table.stability >= cfg.min_stability)]
+    best_stability = table.stability[counts].max() if counts.any() else float("nan")
+    ok = table[counts & (table.stability >= cfg.min_stability)
+               & (table.stability >= best_stability - cfg.stability_margin)]
     if ok.empty:
         pool = table[counts] if counts.any() else table
         best = pool.sort_values(["stability", "resolution"], ascending=[False, True]).iloc[0]
@@ -283,5 +287,6 @@ def choose_resolution(table: pd.DataFrame, cfg: LeidenConfig) -> tuple[float, st
     return float(best.resolution), (
         f"highest modularity ({best.modularity:.3f}; best {top:.3f}, ties within {cfg.modularity_tolerance} go to the "
         f"coarser resolution) among the {len(ok)} resolution(s) with {max(cfg.min_clusters, 2)}-{cfg.max_clusters} "
-        f"clusters and stability >= {cfg.min_stability} (min of seed ARI and rebuilt-graph subsample ARI; "
+        f"clusters and stability >= {cfg.min_stability} and within {cfg.stability_margin} of the best "
+        f"({best_stability:.3f}) (stability = min of seed ARI and rebuilt-graph subsample ARI; "
         f"here {best.stability:.3f} = min({best.seed_ari:.3f}, {best.subsample_ari:.3f}))"), True

@@ -74,6 +74,8 @@ def test_choice_takes_the_most_modular_stable_resolution_and_respects_cluster_co
     assert res == 0.5                                             # ties within the tolerance go to the coarser one
     res, why, stable = choose_resolution(table, LeidenConfig(max_clusters=12, min_stability=0.995))
     assert not stable and "no stable structure" in why
+    res, _, _ = choose_resolution(table, LeidenConfig(max_clusters=12, min_stability=0.6, stability_margin=0.05))
+    assert res == 0.5                                             # 3 clusters: 0.9 is not within 0.05 of 0.99
 
 
 def test_sweep_reports_every_resolution() -> None:

@@ -49,8 +49,22 @@ def test_export_holds_only_allow_listed_columns(run_out, small_cohort) -> None:
     assert {"umap_1", "umap_2", "subtype", "label_Edema", "time", "event", "neighbors"} <= set(atlas.columns)
     assert (paths["atlas_app"] / "index.html").is_file() and (paths["atlas_app"] / "data" / "dataset.parquet").is_file()
     for name in ("table1.csv", "label_enrichment.csv", "study_label_noise.csv", "study_cross_dataset.csv",
-                 "config.resolved.yaml", "run.json", "figures/montage.png", "figures/kaplan_meier.png"):
+                 "config.resolved.yaml", "run.json", "figures/montage.png", "figures/kaplan_meier.png",
+                 "validity.json", "site_diagnostics.json", "figures/site_composition.png", "gmm_bic.csv"):
         assert (out / name).is_file(), name
+
+
+def test_validity_panel_heads_the_report_and_metrics_name_the_figures(run_out) -> None:
+    out, paths = run_out
+    checks = json.loads(paths["validity"].read_text())
+    assert all(set(c) == {"check", "status", "value", "threshold", "message"} for c in checks)
+    assert {c["check"] for c in checks} >= {"resampling stability", "smallest subtype", "Kaplan-Meier groups",
+                                            "Cox hazard ratios", "excluded patients", "site confounding: subtypes vs dataset"}
+    page = paths["report"].read_text()
+    assert page.index("Validity panel") < page.index("<h2>Summary") < page.index("Site diagnostics")
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["truth"]["true_subtype"]["ari"] > 0.9 and m["truth"]["true_subtype"]["n_subtypes"] == 3
+    assert abs(m["site_ami"]["dataset"]) < 0.05 and m["methods"]["agreement_ari"] > 0.9
 
 
 def test_planted_identifying_column_stops_the_run_early(small_cohort, tmp_path) -> None:
