@@ -20,7 +20,7 @@ from . import validity as v
 from .choice import Choice
 from .config import ClusteringConfig
 from .report import Section
-from .sites import composition_figure, site_columns, site_diagnostics
+from .sites import composition_figure, site_columns, site_diagnostics, top_levels
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,13 @@ def site_section(diag: Diagnosis) -> Section:
         if "ami" not in d:
             rows.append({"column": col, "levels": json.dumps(d.get("levels")), "note": d.get("note", "")})
             continue
-        rows.append({"column": col, "levels": ", ".join(f"{k}: {n}" for k, n in d["levels"].items()),
+        shown = list(d["levels"].items())[:6]
+        rows.append({"column": col, "levels": ", ".join(f"{k}: {n}" for k, n in shown)
+                     + (f" (+{len(d['levels']) - 6} more)" if len(d["levels"]) > 6 else ""),
                      "AMI": _fmt(d["ami"]), "ARI": _fmt(d["ari"]), "site AUROC from the latent": _fmt(d["classifier"].get("auroc")),
                      "mixing (iLISI score)": _fmt(d["mixing"]["score"]),
                      "note": "model input (descriptive)" if d["model_input"] else d["classifier"].get("note", "")})
-        comp = pd.DataFrame(d["composition"]).T.fillna(0).astype(int)
+        comp = top_levels(pd.DataFrame(d["composition"]).T.fillna(0).astype(int))
         tables.append((f"Subtype composition by {col} (patients; per patient: {d['resolved']})", comp.reset_index(
             names="subtype")))
         if d.get("replication"):
@@ -98,6 +100,8 @@ def site_section(diag: Diagnosis) -> Section:
     text = ["Do the subtypes follow the sites? AMI/ARI of subtype vs column (0 = independent); AUROC of a "
             "patient-grouped cross-validated classifier predicting the column from the clustered representation "
             "(0.5 = no site information); mixing: iLISI on the kNN graph scaled so that 1 = neighbourhoods as mixed "
-            "as the cohort, 0 = each neighbourhood from a single level."]
+            "as with the levels randomly permuted, 0 = each neighbourhood from a single level. Replication: each "
+            "level with enough patients clustered alone, its clusters matched to the pooled subtypes (agreement = "
+            "share of its patients in the matched subtype)."]
     return Section("Site diagnostics", text=text, tables=[("Per site column", pd.DataFrame(rows))] + tables,
                    figures=[(diag.figure, "Subtype composition by site column")] if diag.figure else [])

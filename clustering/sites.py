@@ -227,6 +227,15 @@ def site_diagnostics(x: np.ndarray, labels: np.ndarray, sites: SiteColumns, *, i
     return out
 
 
+def top_levels(comp: pd.DataFrame, *, keep: int = 7) -> pd.DataFrame:
+    """Subtype x level counts with the ``keep`` largest levels as columns and the rest summed into 'other'."""
+    if comp.shape[1] <= keep + 1:
+        return comp
+    order = comp.sum(0).sort_values(ascending=False).index
+    return pd.concat([comp[order[:keep]], comp[order[keep:]].sum(1).rename(f"other ({len(order) - keep} levels)")],
+                     axis=1)
+
+
 def composition_figure(diagnostics: dict[str, object], *, path: Path) -> Path | None:
     """Stacked bars: share of each level within each subtype, one panel per site column with >= 2 levels."""
     cols = [c for c, d in diagnostics.items() if "composition" in d]
@@ -234,7 +243,7 @@ def composition_figure(diagnostics: dict[str, object], *, path: Path) -> Path | 
         return None
     fig, axes = plt.subplots(1, len(cols), figsize=(3.6 * len(cols) + 1, 3.8), dpi=110, squeeze=False)
     for ax, col in zip(axes[0], cols):
-        comp = pd.DataFrame(diagnostics[col]["composition"]).T.fillna(0)
+        comp = top_levels(pd.DataFrame(diagnostics[col]["composition"]).T.fillna(0))
         comp = comp.loc[sorted(comp.index, key=lambda s: (len(s), s))]
         share = comp.div(comp.sum(1), axis=0)
         bottom = np.zeros(len(share))

@@ -105,10 +105,10 @@ def survival_checks(surv: dict[str, Any], cfg: ValidityConfig) -> list[dict[str,
     out = [check("Kaplan-Meier groups", "fail" if thin else "pass", value, threshold,
                  ("Kaplan-Meier curves of " + ", ".join(f"{g['subtype']} ({g['n']} patients, {g['events']} events)"
                                                         for g in thin)
-                  + f" rest on fewer than {cfg.km_min_patients} patients or {cfg.km_min_events} events: do not read "
-                    "them.") if thin else
-                 f"Every subtype has at least {cfg.km_min_patients} patients and {cfg.km_min_events} events "
-                 "in the survival analysis.")]
+                  + f" rest on fewer than {cfg.km_min_patients} patients with follow-up or {cfg.km_min_events} events: "
+                    "do not read them.") if thin else
+                 f"Every subtype has at least {cfg.km_min_patients} patients with follow-up and {cfg.km_min_events} "
+                 "events in the survival analysis.")]
     if "logrank_p" not in surv:
         return out
     bad = [r for r in surv.get("cox", []) if not r.get("estimable", True)]

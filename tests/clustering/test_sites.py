@@ -57,3 +57,12 @@ def test_diagnostics_separate_confounded_from_mixed_sites(tmp_path) -> None:
     assert all(r["accuracy"] == 0 and r["subtypes_unseen_in_training"] for r in confounded["leave_one_out"])
     png = composition_figure({"site": mixed}, path=tmp_path / "comp.png")
     assert png.stat().st_size > 5000
+
+
+def test_many_levels_fold_into_other() -> None:
+    from clustering.sites import top_levels
+
+    comp = pd.DataFrame(np.arange(40).reshape(2, 20), index=["S1", "S2"], columns=[f"l{i}" for i in range(20)])
+    short = top_levels(comp, keep=7)
+    assert short.shape == (2, 8) and short.sum(1).tolist() == comp.sum(1).tolist()
+    assert short.columns[-1] == "other (13 levels)" and list(short.columns[:2]) == ["l19", "l18"]
