@@ -221,7 +221,8 @@ def site_diagnostics(x: np.ndarray, labels: np.ndarray, sites: SiteColumns, *, i
             "classifier": site_auroc(x, levels, groups, folds=cfg.cv_folds, seed=seed),
             "mixing": mixing(indices, levels.to_numpy(dtype=object, na_value=None), seed=seed)}
         if cluster is not None and not entry["model_input"]:
-            entry["replication"] = replication(x, labels, levels, cluster=cluster, min_units=cfg.min_patients, seed=seed)
+            entry["replication"] = replication(x, labels, levels, cluster=cluster,
+                                               min_units=max(cfg.min_patients, 2 * k), seed=seed)   # a kNN graph needs > k
             entry["leave_one_out"] = leave_one_out(x, labels, levels, k=k)
         out[col] = entry
     return out
