@@ -2,12 +2,17 @@
 
 * Table 1: continuous variables as median [Q1, Q3] with the Kruskal-Wallis test; binary and
   categorical as n (%) of non-missing values with the chi-square test, or Fisher's exact test for
-  2x2 tables with an expected count below 5. Missing counts are shown, never imputed.
+  2x2 tables with an expected count below 5. Missing counts are shown, never imputed. A p-value of
+  a column the clustered latent was built from is descriptive only (``p_use``): the subtypes were
+  made to differ in it, so the test's null hypothesis is false by construction (double dipping).
+* Outcomes are per patient: :func:`per_patient` collapses image-level units first.
 * Label enrichment: per label and subtype, prevalence among labelled points (1 vs 0; -1 uncertain and
   missing are left out and counted), odds ratio against the other subtypes with Fisher's exact test,
   Benjamini-Hochberg q-values.
 * Survival: Kaplan-Meier per subtype, multivariate log-rank test, Cox hazard ratios against the
-  largest subtype (lifelines).
+  largest subtype (lifelines); a ratio or CI bound that is not finite or beyond ``[1/max_ratio,
+  max_ratio]`` is flagged ``estimable: False`` (separation: a group without events) and must be
+  shown in words, never as a number.
 * Montage: a seeded sample of images per subtype loaded with ``cohorts.images.load_image``.
 """
 from __future__ import annotations
@@ -92,11 +97,31 @@ def table1_test(df: pd.DataFrame, var: str, kind: str, *, subtype: str = "subtyp
             float(stats.chi2_contingency(table, correction=False).pvalue))
 
 
-def table1(df: pd.DataFrame, schema: dict[str, dict], *, subtype: str = "subtype") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Formatted Table 1 (variables x groups, test, p) and the long numbers it was formatted from."""
+DESCRIPTIVE = "descriptive only: an input of the clustered latent"
+
+
+def per_patient(units: pd.DataFrame, *, subtype: str = "subtype") -> tuple[pd.DataFrame, int]:
+    """One row per patient: image-level units collapse to the patient's most frequent subtype (ties: the
+    lower S number) and its first row's other columns; also how many patients' images span several subtypes."""
+    if "image_id" not in units.columns:
+        return units, 0
+    counts = units.groupby(["patient_id", subtype]).size().reset_index(name="n")
+    counts = counts.assign(_order=counts[subtype].map(lambda s: (len(str(s)), str(s))))
+    mode = counts.sort_values(["patient_id", "n", "_order"], ascending=[True, False, True]).drop_duplicates("patient_id")
+    split = int((counts.groupby("patient_id").size() > 1).sum())
+    first = units.drop(columns=[subtype]).groupby("patient_id", sort=False).first().reset_index()
+    return first.merge(mode[["patient_id", subtype]], on="patient_id", how="left"), split
+
+
+def table1(df: pd.DataFrame, schema: dict[str, dict], *, subtype: str = "subtype",
+           descriptive: set[str] = frozenset()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Formatted Table 1 (variables x groups, test, p, p_use) and the long numbers it was formatted from.
+
+    ``descriptive`` names the columns whose p-value is descriptive only (inputs of the clustered latent).
+    """
     st = table1_stats(df, schema, subtype=subtype)
     if st.empty:
-        return pd.DataFrame(columns=["variable", "level", OVERALL, "test", "p"]), st
+        return pd.DataFrame(columns=["variable", "level", OVERALL, "test", "p", "p_use"]), st
     out = []
     for var, vpart in st.groupby("variable", sort=False):
         spec = schema[var]
@@ -110,7 +135,8 @@ def table1(df: pd.DataFrame, schema: dict[str, dict], *, subtype: str = "subtype
                 else:
                     cell = "-" if r.n == 0 else f"{int(r['count'])} ({r.percent:.1f}%)"
                 row[r.group] = cell + (f"; {int(r.missing)} missing" if r.missing else "")
-            row.update({"test": test if i == 0 else "", "p": p if i == 0 else np.nan})
+            row.update({"test": test if i == 0 else "", "p": p if i == 0 else np.nan,
+                        "p_use": ("" if i or np.isnan(p) else DESCRIPTIVE if var in descriptive else "test")})
             out.append(row)
     return pd.DataFrame(out), st
 
@@ -148,15 +174,17 @@ def label_enrichment(df: pd.DataFrame, label_cols: list[str], *, subtype: str = 
 
 
 def survival(df: pd.DataFrame, *, time: str, event: str, subtype: str = "subtype",
-             figure: Path | None = None) -> dict[str, object]:
-    """Kaplan-Meier per subtype (PNG), multivariate log-rank p and Cox HRs vs the largest subtype."""
+             figure: Path | None = None, max_ratio: float = 1000.0) -> dict[str, object]:
+    """Kaplan-Meier per subtype (PNG), multivariate log-rank p and Cox HRs vs the largest subtype (one row per patient)."""
     from lifelines import CoxPHFitter
     from lifelines.statistics import multivariate_logrank_test
 
     d = df[[time, event, subtype]].dropna()
     d = d.assign(**{time: d[time].astype(float), event: d[event].astype(float).astype(int)})
     groups = _groups(d[subtype])
-    result: dict[str, object] = {"n": int(len(d)), "events": int(d[event].sum()), "excluded_missing": int(len(df) - len(d))}
+    result: dict[str, object] = {"n": int(len(d)), "events": int(d[event].sum()), "excluded_missing": int(len(df) - len(d)),
+                                 "groups": [{"subtype": str(g), "n": int((d[subtype] == g).sum()),
+                                             "events": int(d.loc[d[subtype] == g, event].sum())} for g in groups]}
     if len(groups) < 2 or d[event].sum() == 0:
         result["note"] = "fewer than 2 subtypes or no events: no survival comparison"
         return result
@@ -182,12 +210,29 @@ def survival(df: pd.DataFrame, *, time: str, event: str, subtype: str = "subtype
         s = cph.summary
         result["cox_reference"] = ref
         result["cox"] = [{"subtype": str(k), "hr": float(r["exp(coef)"]), "ci_low": float(r["exp(coef) lower 95%"]),
-                          "ci_high": float(r["exp(coef) upper 95%"]), "p": float(r["p"])} for k, r in s.iterrows()]
+                          "ci_high": float(r["exp(coef) upper 95%"]), "p": float(r["p"]),
+                          "estimable": hr_estimable(r["exp(coef)"], r["exp(coef) lower 95%"], r["exp(coef) upper 95%"],
+                                                    max_ratio=max_ratio)} for k, r in s.iterrows()]
         result["c_index"] = float(cph.concordance_index_)
     except Exception as exc:  # lifelines raises ConvergenceError and linear-algebra errors on degenerate data
         result["cox_error"] = f"Cox model not estimable: {exc}"
         log.warning("Cox model not estimable: %s", exc)
     return result
+
+
+def hr_estimable(hr: float, low: float, high: float, *, max_ratio: float) -> bool:
+    """False when a hazard ratio or its CI bound is not finite or beyond ``[1/max_ratio, max_ratio]``."""
+    values = np.array([hr, low, high], float)
+    return bool(np.isfinite(values).all() and (values > 1 / max_ratio).all() and (values < max_ratio).all())
+
+
+def cox_table(cox: list[dict[str, object]]) -> pd.DataFrame:
+    """Cox rows for display: ``hazard ratio [95% CI]`` and p, or 'not estimable' in words."""
+    return pd.DataFrame([{"subtype": r["subtype"],
+                          "hazard ratio [95% CI]": (f"{r['hr']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+                                                    if r.get("estimable", True) else
+                                                    "not estimable (no or almost no events in a group)"),
+                          "p": f"{r['p']:.3g}" if r.get("estimable", True) else ""} for r in cox])
 
 
 def montage(paths: pd.Series, subtype: pd.Series, *, per_subtype: int, tile: int, seed: int,

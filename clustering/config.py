@@ -37,8 +37,13 @@ class LeidenConfig(StrictModel):
     min_clusters: int = Field(2, ge=1, description="resolutions giving fewer (non-small) clusters are not chosen")
     max_clusters: int = Field(12, ge=1)
     min_cluster_size: int = Field(5, ge=1, description="smaller clusters merge into their best-connected neighbour")
-    stability_tolerance: float = Field(0.02, ge=0.0, description="scores within this of the best tie; modularity breaks ties")
+    modularity_tolerance: float = Field(0.01, ge=0.0, description="modularities within this of the best tie; the coarser resolution wins")
     resolution: float | None = Field(None, gt=0.0, description="fix the resolution instead of choosing it")
+    min_stability: float = Field(0.6, ge=0.0, le=1.0, description=(
+        "a resolution is admissible only when its subsample ARI (kNN graph rebuilt on each subsample) reaches this; "
+        "none admissible = no stable structure"))
+    stability_margin: float = Field(0.1, ge=0.0, le=1.0, description=(
+        "admissible resolutions also lie within this of the most stable one (with 2..max clusters)"))
 
     @model_validator(mode="after")
     def _check(self) -> "LeidenConfig":
@@ -47,6 +52,18 @@ class LeidenConfig(StrictModel):
         if self.max_clusters < self.min_clusters:
             raise ValueError("max_clusters must be >= min_clusters")
         return self
+
+
+class GmmConfig(StrictModel):
+    """Gaussian-mixture latent classes (scikit-learn) on the searched space, number of classes by BIC."""
+
+    enabled: bool = True
+    max_components: int = Field(8, ge=1, description="classes tried: 1..max_components; BIC picks")
+    covariance_type: Literal["full", "diag", "tied", "spherical"] = Field(
+        "full", description="full: latent class analysis' usual model (mclust VVV); diag over-splits correlated latents")
+    n_init: int = Field(3, ge=1, description="EM restarts per class count (best likelihood kept)")
+    min_stability: float = Field(0.6, ge=0.0, le=1.0, description=(
+        "below this resampling ARI the mixture's classes count as no stable structure (as for Leiden)"))
 
 
 class UmapConfig(StrictModel):
@@ -68,6 +85,47 @@ class StabilityConfig(StrictModel):
 
     n_resamples: int = Field(20, ge=2)
     fraction: float = Field(0.8, gt=0.0, lt=1.0)
+
+
+class SitesConfig(StrictModel):
+    """Site diagnostics (clustering/site_diagnostics.json): do the subtypes follow the sites?"""
+
+    columns: list[str] | None = Field(None, description=(
+        "per-patient site columns (manifest or clinical); null = those of dataset, site, view, sex that exist"))
+    min_patients: int = Field(50, ge=10, description="a site is clustered alone (replication) from this many patients")
+    cv_folds: int = Field(5, ge=2, description="patient-grouped folds of the site classifier on the latent")
+
+
+class ValidityConfig(StrictModel):
+    """Thresholds of the validity panel (clustering/validity.json); ``*_warn`` / ``*_fail`` bound each status."""
+
+    site_ami_warn: float = Field(0.05, ge=0.0, description="AMI(subtype, site column) above: warn")
+    site_ami_fail: float = Field(0.2, ge=0.0, description="AMI(subtype, site column) above: fail")
+    site_auroc_warn: float = Field(0.7, ge=0.5, le=1.0, description="site-classifier AUROC on the latent above: warn")
+    site_auroc_fail: float = Field(0.9, ge=0.5, le=1.0, description="site-classifier AUROC on the latent above: fail")
+    stability_mean_warn: float = Field(0.8, ge=0.0, le=1.0, description="mean resampling ARI below: warn")
+    stability_mean_fail: float = Field(0.6, ge=0.0, le=1.0, description="mean resampling ARI below: fail")
+    stability_min_warn: float = Field(0.5, ge=0.0, le=1.0, description="worst resampling ARI below: warn")
+    subtype_size_warn: int = Field(30, ge=1, description="smallest subtype (patients) below: warn")
+    subtype_size_fail: int = Field(10, ge=1, description="smallest subtype (patients) below: fail")
+    km_min_patients: int = Field(10, ge=1, description="a Kaplan-Meier group with fewer patients: fail")
+    km_min_events: int = Field(5, ge=0, description="a Kaplan-Meier group with fewer events: fail")
+    hr_max_ratio: float = Field(1000.0, gt=1.0, description="a Cox HR or CI bound beyond [1/this, this]: not estimable")
+    excluded_warn: float = Field(0.05, ge=0.0, le=1.0, description="fraction of patients left out above: warn")
+    excluded_fail: float = Field(0.25, ge=0.0, le=1.0, description="fraction of patients left out above: fail")
+    alpha: float = Field(0.05, gt=0.0, lt=1.0, description="significance level of the survival and selection checks")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ValidityConfig":
+        pairs = [("site_ami", self.site_ami_warn <= self.site_ami_fail),
+                 ("site_auroc", self.site_auroc_warn <= self.site_auroc_fail),
+                 ("stability_mean", self.stability_mean_warn >= self.stability_mean_fail),
+                 ("subtype_size", self.subtype_size_warn >= self.subtype_size_fail),
+                 ("excluded", self.excluded_warn <= self.excluded_fail)]
+        bad = [name for name, ok in pairs if not ok]
+        if bad:
+            raise ValueError(f"validity: the warn threshold of {bad} must be milder than its fail threshold")
+        return self
 
 
 class CharacterizeConfig(StrictModel):
@@ -122,12 +180,22 @@ class ClusteringConfig(StrictModel):
     augmentation: str = "original"
     knn: KnnConfig = Field(default_factory=KnnConfig)
     leiden: LeidenConfig = Field(default_factory=LeidenConfig)
+    gmm: GmmConfig = Field(default_factory=GmmConfig)
+    labels: Literal["leiden", "gmm"] = Field("leiden", description="which clustering labels the export and the report")
     umap: UmapConfig = Field(default_factory=UmapConfig)
     stability: StabilityConfig = Field(default_factory=StabilityConfig)
     characterize: CharacterizeConfig = Field(default_factory=CharacterizeConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     atlas: AtlasConfig = Field(default_factory=AtlasConfig)
     studies: StudiesConfig = Field(default_factory=StudiesConfig)
+    sites: SitesConfig = Field(default_factory=SitesConfig)
+    validity: ValidityConfig = Field(default_factory=ValidityConfig)
+
+    @model_validator(mode="after")
+    def _check_labels(self) -> "ClusteringConfig":
+        if self.labels == "gmm" and not self.gmm.enabled:
+            raise ValueError("labels: gmm needs gmm.enabled: true")
+        return self
 
 
 def load_clustering_config(path: str | Path) -> ClusteringConfig:

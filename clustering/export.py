@@ -29,8 +29,9 @@ BASE_COLUMNS = {
     "patient_id": ("str", "pseudonymous patient key: keyed hash (HMAC-SHA256) of the cohort's patient id; the key "
                           "stays with the data owner"),
     "subtype": ("str", "candidate subtype S1..SK (S1 largest) from Leiden on the cosine kNN graph"),
-    "confidence": ("float [0,1]", "membership confidence: mean fraction of the patient's subtype mates that stay "
-                                  "with it across subsample reclusterings"),
+    "confidence": ("float [0,1]", "membership confidence: over subsample reclusterings, the chance-corrected share of "
+                                  "the patient's subtype mates kept with it (0 when a resample merges or shuffles "
+                                  "everyone); empty when there are no stable subtypes"),
     "umap_1": ("float", "UMAP coordinate 1 (display only; NaN when left out of a display subsample)"),
     "umap_2": ("float", "UMAP coordinate 2 (display only)"),
 }

@@ -111,10 +111,12 @@ def _provenance(meta: dict[str, object], links: dict[str, str]) -> str:
 
 
 def render(title: str, sections: list[Section], *, meta: dict[str, object],
-           links: dict[str, str] | None = None) -> str:
-    """The HTML text of the report (``links``: label -> relative path of the JSON records to link)."""
+           links: dict[str, str] | None = None, top_html: str = "") -> str:
+    """The HTML text of the report (``links``: label -> relative path of the JSON records to link; ``top_html``:
+    trusted HTML, e.g. the validity panel, under the title)."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{_CSS}</style><script>{FIGURE_CHECK_SCRIPT}</script></head><body><h1>{html.escape(title)}</h1>"]
+             f"<style>{_CSS}</style><script>{FIGURE_CHECK_SCRIPT}</script></head><body><h1>{html.escape(title)}</h1>",
+             top_html]
     for s in sections:
         parts.append(f"<h2>{html.escape(s.title)}</h2>")
         parts += [f"<p>{html.escape(t)}</p>" for t in s.text]
@@ -128,6 +130,6 @@ def render(title: str, sections: list[Section], *, meta: dict[str, object],
 
 
 def write_report(path: Path, title: str, sections: list[Section], *, meta: dict[str, object],
-                 links: dict[str, str] | None = None) -> Path:
+                 links: dict[str, str] | None = None, top_html: str = "") -> Path:
     """Write the self-contained report to ``path``."""
-    return write_text(path, render(title, sections, meta=meta, links=links))
+    return write_text(path, render(title, sections, meta=meta, links=links, top_html=top_html))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import adjusted_rand_score
+from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
 from cohorts.provenance import write_run_record
 from cohorts.safeio import check_output_dir, locked_output, relative_path, write_csv, write_json
@@ -26,19 +26,21 @@ from core import cli
 from . import characterize as ch
 from .anndata_export import scanpy_uns, write_h5ad
 from .atlas import atlas_table, export_atlas, thumbnails
+from .choice import Choice, choose
 from .config import ClusteringConfig, load_clustering_config
+from .diagnose import diagnose, site_section
 from .environment import compute_environment
 from .export import ExportPlan, export_ids, plan_export, write_export
 from .figures import plot_confidence, plot_sweep
 from .inputs import Points, load_cohort, load_points
 from .knn import build_knn
-from .leiden import connectivities, sweep
+from .leiden import connectivities
 from .narrative import CAVEAT, describe_subtypes
 from .privacy import guard_frame
 from .report import TABLE1_LEGEND, Section, format_p, plain_warning, write_report
-from .stability import subsample_stability
 from .studies import cross_dataset_study, label_noise_study
 from .umap_embed import layout_quality, scatter, umap_layout
+from .validity import panel_html
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +49,23 @@ def _columns_by_role(schema: dict[str, dict], *roles: str) -> list[str]:
     return [c for c, s in schema.items() if s.get("role") in roles]
 
 
-def _truth_ari(units: pd.DataFrame, schema: dict[str, dict], partitions: dict[float, np.ndarray]) -> dict[str, dict]:
-    """ARI of the chosen subtypes, and of every swept resolution, against categorical ``truth`` columns."""
-    out = {}
+def _truth_ari(units: pd.DataFrame, schema: dict[str, dict], choice: Choice) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Against each categorical ``truth`` column: ``truth_ari`` (chosen + every swept resolution) and ``truth``
+    (ARI/AMI of the exported subtypes, and the ARI of each method's partition as found)."""
+    out, simple = {}, {}
     for col in _columns_by_role(schema, "truth"):
         ok = units[col].notna().to_numpy()
         if schema[col]["type"] == "continuous" or ok.sum() < 2:
             continue
         truth = units.loc[ok, col].astype(str)
         out[col] = {"chosen": float(adjusted_rand_score(truth, units.loc[ok, "subtype"])),
-                    "by_resolution": {r: float(adjusted_rand_score(truth, lab[ok])) for r, lab in partitions.items()}}
-    return out
+                    "by_resolution": {r: float(adjusted_rand_score(truth, lab[ok]))
+                                      for r, lab in choice.leiden.partitions.items()}}
+        simple[col] = {"ari": out[col]["chosen"], "ami": float(adjusted_mutual_info_score(truth, units.loc[ok, "subtype"])),
+                       "n_subtypes": choice.chosen.n_subtypes,
+                       "leiden_ari": out[col]["by_resolution"][choice.leiden.resolution],
+                       "gmm_ari": float(adjusted_rand_score(truth, choice.gmm.labels[ok])) if choice.gmm else None}
+    return out, simple
 
 
 def _umap_figures(units: pd.DataFrame, coords: np.ndarray, schema: dict[str, dict], fig_dir: Path, *,
@@ -85,8 +93,11 @@ def _umap_figures(units: pd.DataFrame, coords: np.ndarray, schema: dict[str, dic
 
 
 def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None = None, store: Path | None = None,
-                   model: str | None = None, out: Path) -> dict[str, Path]:
-    """Run the whole clustering stage into ``out``; returns the written outputs by name."""
+                   model: str | None = None, benchmark: Path | None = None, out: Path) -> dict[str, Path]:
+    """Run the whole clustering stage into ``out``; returns the written outputs by name.
+
+    ``benchmark`` (BENCH_DIR, optional) lets the validity panel judge the model selection.
+    """
     t0 = time.perf_counter()
     out = check_output_dir(Path(out), what="clustering output folder")
     run_root = out.resolve().parent                 # paths in the outputs are relative to the run folder
@@ -104,11 +115,11 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
     knn = build_knn(pts.x, cfg.knn, seed=cfg.seed)
     log.info("kNN graph: %s", knn.summary())
     adj = connectivities(knn)
-    leiden = sweep(adj, cfg.leiden, seed=cfg.seed)
-    labels = leiden.labels
-    stab = subsample_stability(knn.rep, labels, resolution=leiden.resolution, knn_cfg=cfg.knn,
-                               leiden_cfg=cfg.leiden, cfg=cfg.stability, seed=cfg.seed)
-    units = units.assign(subtype=[f"S{k + 1}" for k in labels], confidence=stab.confidence)
+    choice = choose(knn.rep, adj, cfg)
+    leiden, method = choice.leiden, choice.chosen
+    labels, stab = method.labels, method.stability
+    units = units.assign(subtype=[f"S{k + 1}" for k in labels],
+                         confidence=stab.confidence if method.stable else np.full(len(units), np.nan))
     if cfg.umap.enabled:
         coords, umap_how = umap_layout(knn.rep, knn, labels, cfg.umap, cfg.knn, seed=cfg.seed, graph=adj)
         umap_quality = layout_quality(knn.rep, coords, k=cfg.knn.k, seed=cfg.seed, labels=labels)
@@ -122,17 +133,20 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
     units = units.assign(umap_1=coords[:, 0], umap_2=coords[:, 1])
 
     sweep_png = plot_sweep(leiden.sweep, path=fig_dir / "resolution_sweep.png")
-    conf_png = plot_confidence(stab.confidence, units.subtype, path=fig_dir / "confidence.png")
+    conf_png = plot_confidence(stab.confidence, units.subtype, path=fig_dir / "confidence.png") if method.stable else None
     umap_figs = _umap_figures(units, coords, schema, fig_dir, shown=plan.summary) if cfg.umap.enabled else []
 
     t1_schema = {c: s for c, s in schema.items() if s.get("role") in ("feature", "outcome") and c in plan.summary}
-    table1, t1_stats = ch.table1(units, t1_schema)
+    patients, split_patients = ch.per_patient(units)            # outcomes and Table 1: one row per patient, always
+    model_inputs = set(_columns_by_role(schema, "feature")) if pts.source["kind"] == "fusion latents" else set()
+    table1, t1_stats = ch.table1(patients, t1_schema, descriptive=model_inputs)
     write_csv(table1, out / "table1.csv")
     write_csv(t1_stats, out / "table1_stats.csv")
     label_cols = [c for c in units.columns if c.startswith("label_") and c in plan.summary]
     enrich = ch.label_enrichment(units, label_cols)
     write_csv(enrich, out / "label_enrichment.csv")
-    surv = (ch.survival(units, time="time", event="event", figure=fig_dir / "kaplan_meier.png")
+    surv = (ch.survival(patients, time="time", event="event", figure=fig_dir / "kaplan_meier.png",
+                        max_ratio=cfg.validity.hr_max_ratio)
             if {"time", "event"} <= set(plan.summary) else
             {"note": "no time/event columns in clinical.parquet" if not {"time", "event"} <= set(units.columns)
              else "time/event withheld from summaries (export.summary_columns or identifying values)"})
@@ -143,25 +157,35 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
         write_csv(pd.DataFrame(img_errors), out / "errors.csv")
     if len(pts.excluded):
         write_csv(export_ids(pts.excluded, plan), out / "excluded.csv")
-    truth = _truth_ari(units, schema, leiden.partitions)
-    descriptions = describe_subtypes(units, {c: s for c, s in schema.items() if c in plan.summary}, surv)
+    truth, truth_simple = _truth_ari(units, schema, choice)
+    diag = diagnose(knn.rep, units, coh.manifest, indices=knn.indices, choice=choice, survival=surv,
+                    n_excluded=len(pts.excluded), model_inputs=model_inputs, cfg=cfg, out=out, latents=latents,
+                    benchmark=benchmark)
+    descriptions = describe_subtypes(patients, t1_schema, surv)
 
     studies: dict[str, pd.DataFrame] = {}
-    if cfg.studies.label_noise:
+    if cfg.studies.label_noise and method.stable:
         studies["label_noise"] = label_noise_study(pts.x, units, cfg, labels=labels, resolution=leiden.resolution)
-    if cfg.studies.cross_dataset:
+    if cfg.studies.cross_dataset and method.stable:
         studies["cross_dataset"] = cross_dataset_study(pts.x, units, cfg, labels=labels, resolution=leiden.resolution)
     for name, df in studies.items():
         write_csv(df, out / f"study_{name}.csv")
 
     write_csv(leiden.sweep, out / "resolution_sweep.csv")
+    if choice.gmm is not None:
+        write_csv(choice.gmm.bic, out / "gmm_bic.csv")
     source = {**pts.source, "path": relative_path(pts.source.get("path"), root=run_root)}
     surv_out = {**surv, **({"figure": relative_path(surv["figure"], root=out)} if "figure" in surv else {})}
     metrics = {"n": int(len(units)), "unit": cfg.unit, "input": source, "knn": knn.summary(),
                "connectivities_edges": int(adj.nnz // 2), "leiden": {"backend": cfg.leiden.backend,
-               "resolution": leiden.resolution, "reason": leiden.reason, "n_subtypes": int(labels.max() + 1),
+               "resolution": leiden.resolution, "reason": leiden.reason, "n_subtypes": choice.leiden_method.n_subtypes,
                "seconds": round(leiden.seconds, 2)},
-               "subtype_sizes": units.subtype.value_counts().to_dict(), "stability": stab.summary(),
+               "n_subtypes": method.n_subtypes, "stable_structure": method.stable, "methods": choice.summary(),
+               "truth": truth_simple, "site_ami": diag.site_ami(),
+               "validity": {c["check"]: c["status"] for c in diag.checks},
+               "subtype_sizes": units.subtype.value_counts().to_dict(),
+               "stability": stab.summary() if stab is not None else None,
+               "patients_with_images_in_several_subtypes": split_patients,
                "excluded": len(pts.excluded),
                "umap": umap_how, "umap_quality": umap_quality, "truth_ari": truth, "survival": surv_out,
                "image_errors": len(img_errors), "ids": plan.id_policy(), "withheld_from_summaries": plan.withheld,
@@ -193,15 +217,20 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
         table = atlas_table(frame, indices=knn.indices, distances=knn.distances)
         paths.update(export_atlas(table, out=out / "atlas", application=cfg.atlas.application))
 
-    sections = _report_sections(units, knn, leiden, stab, umap_how, sweep_png, conf_png, umap_figs, table1, enrich,
+    sections = _report_sections(units, knn, choice, umap_how, sweep_png, conf_png, umap_figs, table1, enrich,
                                 surv, montage_png, img_errors, truth, studies, pts, source=source)
     sections.insert(1, _plain_language_section(descriptions, atlas="atlas_launcher" in paths))
+    sections.insert(2, site_section(diag))
     sections.append(_privacy_section(plan))
     paths["report"] = write_report(out / "report.html", "cxr-fusion: candidate subtypes", sections, meta=metrics,
-                                   links={"metrics.json": "metrics.json", "provenance.json": "provenance.json",
-                                          "run.json": "run.json", "config.resolved.yaml": "config.resolved.yaml"})
+                                   links={"metrics.json": "metrics.json", "validity.json": "validity.json",
+                                          "site_diagnostics.json": "site_diagnostics.json",
+                                          "provenance.json": "provenance.json", "run.json": "run.json",
+                                          "config.resolved.yaml": "config.resolved.yaml"},
+                                   top_html=panel_html(diag.checks))
     paths["run"] = write_run_record(out, cfg, stage="clustering", extra={"metrics": "metrics.json"})
     paths.update({"metrics": out / "metrics.json", "table1": out / "table1.csv", "figures": fig_dir,
+                  "validity": out / "validity.json", "site_diagnostics": out / "site_diagnostics.json",
                   "label_enrichment": out / "label_enrichment.csv", "resolution_sweep": out / "resolution_sweep.csv"})
     log.info("clustering done in %.1f s: %d subtypes, outputs in %s", time.perf_counter() - t0, labels.max() + 1, out)
     return paths
@@ -234,9 +263,11 @@ def _privacy_section(plan: ExportPlan) -> Section:
     return Section("Privacy: what this export contains", text=text)
 
 
-def _report_sections(units, knn, leiden, stab, umap_how, sweep_png, conf_png, umap_figs, table1, enrich, surv,
+def _report_sections(units, knn, choice, umap_how, sweep_png, conf_png, umap_figs, table1, enrich, surv,
                      montage_png, img_errors, truth, studies, pts, *, source) -> list[Section]:
+    leiden, method = choice.leiden, choice.chosen
     sizes = units.subtype.value_counts().sort_index(key=lambda s: s.map(lambda g: (len(g), g)))
+    methods = choice.summary()
     secs = [Section("Summary", text=[
         f"Input: {source['kind']} ({source.get('path')}), model {source.get('model')}; "
         f"{len(units)} units, {pts.x.shape[1]} dimensions."
@@ -246,22 +277,35 @@ def _report_sections(units, knn, leiden, stab, umap_how, sweep_png, conf_png, um
         f"recall@k {knn.recall:.4f}" + (f" measured on {knn.recall_sample} sampled points." if knn.recall_sample
                                        else " (exact search)."),
         f"Leiden resolution {leiden.resolution}: {leiden.reason}.",
+        (f"Gaussian mixture: {choice.gmm.n_components} class(es), {choice.gmm_method.reason}; agreement with Leiden "
+         f"ARI {methods['agreement_ari']:.3f}." if choice.gmm is not None else "Gaussian mixture disabled."),
+        f"Exported labels: {choice.exported} (config `labels`)"
+        + ("." if method.stable else f": NO STABLE SUBTYPES ({method.reason}); every patient is in one group S1."),
         "Subtype sizes: " + ", ".join(f"{g}: {n}" for g, n in sizes.items()) + ".",
-        _stability_sentence(stab.summary()),
+        (_stability_sentence(method.stability.summary())
+         + " Membership confidence: per patient, the chance-corrected share of its subtype mates kept together across "
+           "resamples (0 when a resample merges or shuffles everyone)." if method.stability is not None else ""),
     ] + [f"ARI against the truth column {k} (evaluation only, never used for clustering or for the choice): "
          f"{v['chosen']:.3f}; by resolution: "
          + ", ".join(f"{r}: {a:.3f}" for r, a in v["by_resolution"].items()) + "." for k, v in truth.items()])]
-    secs.append(Section("Resolution choice", text=["Per resolution: seeds' mean pairwise ARI, ARI of node-subsample "
-                                                   "runs against the consensus, modularity at resolution 1."],
+    secs.append(Section("Resolution choice", text=["Per resolution: seeds' mean pairwise ARI, ARI of subsample runs "
+                                                   "(kNN graph rebuilt on each subsample) against the consensus, "
+                                                   "modularity at resolution 1."],
                         tables=[("Resolution sweep", leiden.sweep.round(4),
                                  "One row per Leiden resolution tried. seed_ari: agreement (adjusted Rand index, 1 = "
-                                 "identical) between runs with different seeds; subsample_ari: agreement of runs on 80% "
-                                 "subsamples with the full run; modularity: strength of the community structure; chosen: "
-                                 "the resolution used.")], figures=[(sweep_png, "Resolution sweep"),
-                                                                                     (conf_png, "Membership confidence")]))
+                                 "identical) between runs with different seeds; subsample_ari: agreement of runs on "
+                                 "subsamples (kNN graph rebuilt) with the full run; modularity: strength of the community "
+                                 "structure; chosen: the resolution used.")]
+                        + ([("Gaussian mixture: BIC by number of classes", choice.gmm.bic.round(2),
+                             "BIC: Bayesian information criterion of a Gaussian mixture with that many classes on the "
+                             "latent; the lowest is chosen.")] if choice.gmm else []),
+                        figures=[(sweep_png, "Resolution sweep")] + ([(conf_png, "Membership confidence")] if conf_png else [])))
     secs.append(Section("UMAP", text=[umap_how], figures=umap_figs))
-    secs.append(Section("Table 1 by subtype", text=["Continuous: median [Q1, Q3], Kruskal-Wallis. Binary/categorical: "
-                                                    "n (%) of non-missing, chi-square or Fisher exact (2x2, expected < 5)."],
+    secs.append(Section("Table 1 by subtype", text=["One row per patient. Continuous: median [Q1, Q3], Kruskal-Wallis. "
+                                                    "Binary/categorical: n (%) of non-missing, chi-square or Fisher exact "
+                                                    "(2x2, expected < 5). A p-value marked 'descriptive only' belongs to a "
+                                                    "column the clustered latent was built from: the subtypes were made to "
+                                                    "differ in it, so it is not evidence of anything."],
                         tables=[("Table 1", table1, TABLE1_LEGEND)]))
     secs.append(Section("Label enrichment", text=["Prevalence among labelled (1/0) units; odds ratio vs the other "
                                                   "subtypes, Fisher exact p, Benjamini-Hochberg q."],
@@ -281,7 +325,7 @@ def _report_sections(units, knn, leiden, stab, umap_how, sweep_png, conf_png, um
     cox_legend = (f"hr: hazard ratio against {surv.get('cox_reference')} (above 1: the event comes earlier or more "
                   "often); ci_low, ci_high: its 95% confidence interval; p: Wald test that the ratio is 1.")
     secs.append(Section("Survival", text=s_text,
-                        tables=[(f"Cox hazard ratios vs {surv['cox_reference']}", pd.DataFrame(surv["cox"]), cox_legend)]
+                        tables=[(f"Cox hazard ratios vs {surv['cox_reference']}", ch.cox_table(surv["cox"]), cox_legend)]
                         if "cox" in surv else [],
                         figures=[(Path(surv["figure"]), "Kaplan-Meier by subtype (shaded: 95% confidence band; under "
                                                         "the plot: patients still at risk)")] if "figure" in surv else []))
@@ -319,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latents", type=Path, help="FUSION_DIR/latents.zarr")
     ap.add_argument("--store", type=Path, help="embedding store STORE.zarr (per-image embeddings)")
     ap.add_argument("--model", help="model group in the store")
+    ap.add_argument("--benchmark", type=Path, help="BENCH_DIR (optional): the validity panel judges its model selection")
     ap.add_argument("--out", type=Path, required=True)
     return cli.run(ap, _main, argv)
 
@@ -327,7 +372,7 @@ def _main(args: argparse.Namespace) -> int:
     cfg = load_clustering_config(args.config)
     with locked_output(args.out):
         paths = run_clustering(cfg, cohort=args.cohort, latents=args.latents, store=args.store, model=args.model,
-                               out=args.out)
+                               benchmark=args.benchmark, out=args.out)
     metrics = json.loads(paths["metrics"].read_text())
     print(f"{metrics['n']} {metrics['unit']}s -> {metrics['leiden']['n_subtypes']} subtypes "
           f"(resolution {metrics['leiden']['resolution']}); report: {paths['report']}")

@@ -18,8 +18,10 @@ from typing import Any, Iterable
 import pandas as pd
 
 from benchmarks.report import reported_intervals
+from clustering.characterize import cox_table
 from clustering.narrative import CAVEAT
 from clustering.report import FIGURE_CHECK_SCRIPT, TABLE1_LEGEND, format_p
+from clustering.validity import panel_html
 from cohorts.provenance import now_iso
 from cohorts.safeio import write_text
 from fusion.survival_eval import FLAG_TEXT
@@ -38,6 +40,7 @@ def write_report(run_dir: Path, *, title: str, timings: dict[str, dict[str, obje
     run_dir = Path(run_dir)
     parts = [f"<h1>cxr-fusion run: {html.escape(title)}</h1>",
              f"<p class=muted>run folder {html.escape(run_dir.name)} &middot; written {now_iso()}</p>",
+             panel_html(_json(run_dir / "clustering" / "validity.json")),
              _links(run_dir),
              "<h3>Stages</h3>" + _html_table(pd.DataFrame.from_dict(timings, orient="index"))]
     for section in (_cohort, _benchmark, _fusion, _survival, _subtypes):
@@ -233,19 +236,36 @@ def _subtypes(run: Path) -> str:
              "kNN graph": metrics.get("knn", {}).get("space"),
              "stability (resampling ARI, mean [min, max])":
                  _ci(stability.get("ari_mean"), stability.get("ari_min"), stability.get("ari_max")),
-             "median membership confidence": stability.get("confidence_median"),
+             "median membership confidence (chance-corrected)": stability.get("confidence_median"),
              "log-rank p (survival by subtype)": survival.get("logrank_p")}
     for col, ari in metrics.get("truth_ari", {}).items():
         facts[f"ARI against {col}"] = ari.get("chosen")
+    methods = metrics.get("methods", {})
+    if methods:
+        facts["labels exported"] = methods.get("exported")
+        facts["Leiden vs Gaussian mixture (ARI)"] = methods.get("agreement_ari")
+        if "gmm" in methods:
+            facts["Gaussian mixture classes (BIC)"] = methods["gmm"].get("n_components_bic")
+    if metrics.get("stable_structure") is False:
+        facts["subtypes"] = "none: no stable structure (every patient in one group S1)"
     out = ["<h2>5. Candidate subtypes</h2>", _facts(facts),
            f"<div class=why><b>Resolution {leiden.get('resolution')}</b>: {html.escape(str(leiden.get('reason')))}</div>"]
+    sites = _json(folder / "site_diagnostics.json") or {}
+    rows = [{"column": c, "AMI": d["ami"], "ARI": d["ari"], "site AUROC from the latent": d["classifier"].get("auroc"),
+             "mixing (iLISI score)": d["mixing"]["score"], "model input": d["model_input"]}
+            for c, d in sites.items() if "ami" in d]
+    if rows:
+        out.append("<h3>Site diagnostics (clustering/site_diagnostics.json)</h3>" + _html_table(pd.DataFrame(rows), index=False)
+                   + _legend("AMI, ARI: how much the subtypes follow the column (0 = not at all, 1 = completely); site "
+                             "AUROC: how well the latent predicts the column (0.5 = not at all); iLISI score: how well "
+                             "the columns' levels mix among each patient's neighbours (1 = as if at random)."))
     descriptions = metrics.get("subtype_descriptions") or {}
     if descriptions:
         out.append("<h3>The subtypes in plain language</h3>"
                    + "".join(f"<p>{html.escape(t)}</p>" for t in descriptions.values()) + _legend(CAVEAT))
     if survival.get("cox"):
         out.append(f"<h3>Cox hazard ratios by subtype (reference {html.escape(str(survival.get('cox_reference')))})</h3>"
-                   + _html_table(pd.DataFrame(survival["cox"]), index=False)
+                   + _html_table(cox_table(survival["cox"]), index=False)
                    + _legend(f"hr: hazard ratio against {survival.get('cox_reference')} (above 1: the event comes "
                              "earlier or more often); ci_low, ci_high: 95% confidence interval; p: Wald test."))
     table1 = _csv(folder / "table1.csv")

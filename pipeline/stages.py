@@ -58,14 +58,15 @@ def _selection(run_dir: Path) -> Path | None:
 
 def _clustering_inputs(run_dir: Path, configured: set[str]) -> dict[str, Any]:
     """The fusion latents when fusion is configured; else the benchmark's selected model in the store."""
+    bench = {"benchmark": run_dir / "benchmarks"} if "benchmarks" in configured else {}   # for the validity panel
     if "fusion" in configured:
-        return {"cohort": run_dir / "cohorts", "latents": run_dir / "fusion" / "latents.zarr"}
+        return {"cohort": run_dir / "cohorts", "latents": run_dir / "fusion" / "latents.zarr", **bench}
     selection = _selection(run_dir)
     if selection is None:
         raise ConfigError("the clustering stage needs the fusion latents or the benchmark's selected model: "
                           "configure a 'fusion' or a 'benchmarks' section")
     model = json.loads(selection.read_text())["model"]
-    return {"cohort": run_dir / "cohorts", "store": store_path(run_dir), "model": model}
+    return {"cohort": run_dir / "cohorts", "store": store_path(run_dir), "model": model, **bench}
 
 
 STAGES: tuple[Stage, ...] = (

@@ -70,3 +70,41 @@ def test_survival_separates_planted_hazards(tmp_path) -> None:
     res = survival(pd.DataFrame({"subtype": sub, "time": np.minimum(t, 60), "event": (t < 60).astype(int)}),
                    time="time", event="event", figure=tmp_path / "km.png")
     assert res["logrank_p"] < 1e-6 and res["cox"][0]["hr"] > 2 and (tmp_path / "km.png").stat().st_size > 1000
+
+
+def test_outcomes_are_per_patient_when_images_are_clustered() -> None:
+    """covid with unit: image counted 48 events where there are 5: images must collapse to patients first."""
+    from clustering.characterize import per_patient
+
+    units = pd.DataFrame({"image_id": list("abcdef"), "patient_id": ["p1", "p1", "p1", "p2", "p2", "p3"],
+                          "subtype": ["S2", "S1", "S2", "S1", "S2", "S1"], "time": [5, 5, 5, 9, 9, 3],
+                          "event": [1, 1, 1, 0, 0, 1]})
+    patients, split = per_patient(units)
+    assert list(patients.patient_id) == ["p1", "p2", "p3"] and split == 2
+    assert list(patients.subtype) == ["S2", "S1", "S1"]                 # majority; p2's tie -> the lower S number
+    res = survival(patients, time="time", event="event")
+    assert res["n"] == 3 and res["events"] == 2
+    same, none = per_patient(units.drop(columns="image_id"))         # patient-level units pass through
+    assert none == 0 and len(same) == len(units)
+
+
+def test_table1_marks_p_values_of_latent_inputs_descriptive() -> None:
+    from clustering.characterize import DESCRIPTIVE
+
+    t1, _ = table1(_frame(), SCHEMA, descriptive={"age"})
+    assert t1.set_index("variable").loc["age (years)", "p_use"] == DESCRIPTIVE
+    assert t1[t1.variable == "vaso"].p_use.iloc[0] == "test"
+
+
+def test_cox_without_events_in_a_group_is_not_estimable_and_said_in_words() -> None:
+    from clustering.characterize import cox_table
+
+    rng = np.random.default_rng(0)
+    sub = np.repeat(["S1", "S2"], [200, 12])
+    t = rng.exponential(20.0, 212)
+    event = np.where(sub == "S2", 0, (t < 30).astype(int))                 # S2: no events (covid's S1, n = 1)
+    res = survival(pd.DataFrame({"subtype": sub, "time": np.minimum(t, 30), "event": event}), time="time", event="event")
+    assert res["cox"][0]["estimable"] is False
+    shown = cox_table(res["cox"]).iloc[0]
+    assert shown["hazard ratio [95% CI]"].startswith("not estimable") and shown["p"] == ""
+    assert {g["subtype"]: g["events"] for g in res["groups"]}["S2"] == 0

@@ -22,8 +22,8 @@ from clustering.leiden import connectivities, sweep
 rng = np.random.default_rng(5)
 x = (rng.normal(size=(6, 12))[rng.integers(0, 6, 900)] * 1.2 + rng.normal(size=(900, 12))).astype(np.float32)
 knn = build_knn(x, KnnConfig(), seed=3, progress=False)
-res = sweep(connectivities(knn), LeidenConfig(resolutions=[0.3, 1.0], n_seeds=3, n_subsamples=2), seed=3,
-            progress=False)
+res = sweep(connectivities(knn), LeidenConfig(resolutions=[0.3, 1.0], n_seeds=3, n_subsamples=2), rep=knn.rep,
+            knn_cfg=KnnConfig(), seed=3, progress=False)
 print(res.resolution, ",".join(map(str, res.labels)))
 """
 
@@ -58,21 +58,75 @@ def test_canonical_orders_by_size_then_first_member() -> None:
     np.testing.assert_array_equal(canonical(np.array([7, 3, 3, 9, 9, 9, 7])), [1, 2, 2, 0, 0, 0, 1])
 
 
-def test_choice_prefers_stable_then_modular_and_respects_cluster_counts() -> None:
-    table = pd.DataFrame({"resolution": [0.1, 0.5, 1.0, 2.0], "n_clusters": [1, 3, 4, 20],
-                          "seed_ari": [1.0, 0.99, 1.0, 1.0], "subsample_ari": [1.0, 0.98, 0.985, 1.0],
-                          "modularity": [0.0, 0.6, 0.5, 0.3]})
-    table["stability"] = (table.seed_ari + table.subsample_ari) / 2
-    res, why = choose_resolution(table, LeidenConfig(max_clusters=12, stability_tolerance=0.02))
-    assert res == 0.5 and "modularity" in why          # 1 and 20 clusters excluded; 0.5 ties 1.0, more modular
-    res, _ = choose_resolution(table, LeidenConfig(max_clusters=12, stability_tolerance=0.001))
-    assert res == 1.0
+def _table(**cols) -> pd.DataFrame:
+    table = pd.DataFrame(cols)
+    table["stability"] = table[["seed_ari", "subsample_ari"]].min(1)
+    return table
+
+
+def test_choice_takes_the_most_modular_stable_resolution_and_respects_cluster_counts() -> None:
+    table = _table(resolution=[0.1, 0.5, 1.0, 2.0, 3.0], n_clusters=[1, 2, 3, 5, 20],
+                   seed_ari=[1.0, 1.0, 0.95, 0.9, 1.0], subsample_ari=[1.0, 0.99, 0.9, 0.5, 1.0],
+                   modularity=[0.0, 0.5, 0.6, 0.7, 0.3])
+    res, why, stable = choose_resolution(table, LeidenConfig(max_clusters=12, min_stability=0.6))
+    assert (res, stable) == (1.0, True) and "modularity" in why   # 1 and 20 clusters excluded; 2.0 not stable
+    res, _, _ = choose_resolution(table, LeidenConfig(max_clusters=12, min_stability=0.6, modularity_tolerance=0.15))
+    assert res == 0.5                                             # ties within the tolerance go to the coarser one
+    res, why, stable = choose_resolution(table, LeidenConfig(max_clusters=12, min_stability=0.995))
+    assert not stable and "no stable structure" in why
+    res, _, _ = choose_resolution(table, LeidenConfig(max_clusters=12, min_stability=0.6, stability_margin=0.05))
+    assert res == 0.5                                             # 3 clusters: 0.9 is not within 0.05 of 0.99
 
 
 def test_sweep_reports_every_resolution() -> None:
     rng = np.random.default_rng(4)
     x = (rng.normal(size=(3, 8))[rng.integers(0, 3, 300)] * 3 + rng.normal(size=(300, 8))).astype(np.float32)
-    adj = connectivities(build_knn(x, KnnConfig(), seed=0, progress=False))
-    res = sweep(adj, LeidenConfig(resolutions=[0.05, 0.2, 1.0], n_seeds=2, n_subsamples=2), seed=0, progress=False)
+    knn = build_knn(x, KnnConfig(), seed=0, progress=False)
+    res = sweep(connectivities(knn), LeidenConfig(resolutions=[0.05, 0.2, 1.0], n_seeds=2, n_subsamples=2),
+                rep=knn.rep, knn_cfg=KnnConfig(), seed=0, progress=False)
     assert list(res.sweep.resolution) == [0.05, 0.2, 1.0]
-    assert res.sweep.chosen.sum() == 1 and res.labels.max() + 1 == 3
+    assert res.sweep.chosen.sum() == 1 and res.labels.max() + 1 == 3 and res.stable
+
+
+def test_noise_has_no_stable_structure() -> None:
+    """Gaussian noise: the old rule returned 10 clusters at stability 0.38; now no partition is reported."""
+    x = np.random.default_rng(0).normal(size=(500, 16)).astype(np.float32)
+    knn = build_knn(x, KnnConfig(), seed=0, progress=False)
+    res = sweep(connectivities(knn), LeidenConfig(n_seeds=3, n_subsamples=3), rep=knn.rep, knn_cfg=KnnConfig(),
+                seed=0, progress=False)
+    assert not res.stable and (res.labels == 0).all() and "no stable structure" in res.reason
+    assert res.sweep[res.sweep.n_clusters >= 2].subsample_ari.max() < 0.5
+
+
+def test_subsample_graphs_are_rebuilt_not_induced() -> None:
+    """An induced subgraph keeps the full data's neighbourhoods (points lose neighbours, none gains new ones),
+    which overstates stability; each subsample gets its own kNN graph: every point has k neighbours again."""
+    from clustering.leiden import subsample_graphs
+
+    x = np.random.default_rng(1).normal(size=(400, 16)).astype(np.float32)
+    knn = build_knn(x, KnnConfig(), seed=0, progress=False)
+    adj = connectivities(knn)
+    subs = subsample_graphs(knn.rep, knn_cfg=KnnConfig(), cfg=LeidenConfig(n_subsamples=3), seed=0)
+    assert len(subs) == 3
+    for s in subs:
+        induced = adj[s.nodes][:, s.nodes]
+        assert (np.diff(s.adj.indptr) >= 15).all() and (np.diff(induced.indptr) < 15).any()
+        assert (s.adj != 0).sum() > ((s.adj != 0).multiply(induced != 0)).sum()   # edges the full graph lacks
+
+
+def test_nested_planted_classes_are_kept_apart() -> None:
+    """Two of three planted classes lie close: merging them is the most stable partition (the old most-stable
+    rule chose 2 classes, as on the demo); the near-best-stability + modularity rule keeps the three."""
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(0)
+    truth = rng.choice(3, 450)
+    base, other = np.linalg.qr(rng.normal(size=(12, 2)))[0].T
+    centres = np.stack([np.zeros(12), 8 * base, 8 * base + 3.5 * other]) + 5 * rng.normal(size=12)
+    x = (centres[truth] + rng.normal(size=(450, 12))).astype(np.float32)
+    knn = build_knn(x, KnnConfig(), seed=0, progress=False)
+    res = sweep(connectivities(knn), LeidenConfig(n_seeds=3, n_subsamples=4, resolutions=[0.05, 0.1, 0.3, 0.5, 1.0]),
+                rep=knn.rep, knn_cfg=KnnConfig(), seed=0, progress=False)
+    most_stable = res.sweep[res.sweep.n_clusters >= 2].sort_values("stability", ascending=False).iloc[0]
+    assert most_stable.n_clusters == 2
+    assert res.stable and res.labels.max() + 1 == 3 and adjusted_rand_score(truth, res.labels) > 0.8

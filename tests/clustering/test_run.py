@@ -54,8 +54,25 @@ def test_export_holds_only_allow_listed_columns(run_out, small_cohort) -> None:
     app = pd.read_parquet(paths["atlas_app"] / "data" / "dataset.parquet")
     assert set(app.get("FILE_NAME", pd.Series(["atlas.parquet"]))) == {"atlas.parquet"}   # no machine path
     for name in ("table1.csv", "label_enrichment.csv", "study_label_noise.csv", "study_cross_dataset.csv",
-                 "config.resolved.yaml", "run.json", "figures/montage.png", "figures/kaplan_meier.png"):
+                 "config.resolved.yaml", "run.json", "figures/montage.png", "figures/kaplan_meier.png",
+                 "validity.json", "site_diagnostics.json", "figures/site_composition.png", "gmm_bic.csv"):
         assert (out / name).is_file(), name
+
+
+def test_validity_panel_heads_the_report_and_metrics_name_the_figures(run_out) -> None:
+    out, paths = run_out
+    checks = json.loads(paths["validity"].read_text())
+    assert all(set(c) == {"check", "status", "value", "threshold", "message"} for c in checks)
+    assert {c["check"] for c in checks} >= {"resampling stability", "smallest subtype", "Kaplan-Meier groups",
+                                            "Cox hazard ratios", "excluded patients", "site confounding: subtypes vs dataset"}
+    page = paths["report"].read_text()
+    assert page.index("Validity panel") < page.index("<h2>Summary") < page.index("Site diagnostics")
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["truth"]["true_subtype"]["ari"] > 0.9 and m["truth"]["true_subtype"]["n_subtypes"] == 3
+    assert abs(m["site_ami"]["dataset"]) < 0.05
+    # full-covariance BIC on 240 points x 16 dims merges two classes (2 classes, ARI 0.70 with Leiden; diag finds 3):
+    # the panel reports both methods and their agreement rather than hiding the disagreement
+    assert m["methods"]["gmm"]["n_components_bic"] == 2 and 0.5 < m["methods"]["agreement_ari"] < 0.9
 
 
 def test_planted_identifying_column_stops_the_run_early(small_cohort, tmp_path) -> None:

@@ -7,6 +7,7 @@ paths resolve exactly as they do from the repository root.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -52,3 +53,13 @@ def test_covid_config_runs_end_to_end(shared_data: Path, reduced_config, tmp_pat
     assert not {"path", "image_id", "acquired_at"} & set(subtypes.columns)       # nothing identifying leaves
     page = report.read_text()
     assert "5. Candidate subtypes" in page and page.count("data:image/png;base64,") >= 10
+    # the validity panel says what the data show: two sources whose subtypes still follow the source
+    checks = json.loads((out / "clustering" / "validity.json").read_text())
+    dataset = [c for c in checks if c["check"].endswith(": dataset")]
+    assert dataset and {c["status"] for c in dataset} & {"warn", "fail"}, dataset
+    assert all(c["message"] and c["status"] in {"pass", "warn", "fail"} for c in checks)
+    assert {"resampling stability", "excluded patients", "model selection"} <= {c["check"] for c in checks}
+    assert page.index("Validity panel") < page.index("5. Candidate subtypes")
+    assert "Validity panel" in (out / "clustering" / "report.html").read_text()
+    for text in (page, (out / "clustering" / "report.html").read_text()):      # no degenerate statistic as a number
+        assert not re.search(r"\[0(\.0+)?, inf\]|e-0\d \[", text)

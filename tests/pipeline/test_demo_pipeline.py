@@ -147,4 +147,7 @@ def test_survival_head_beats_clinical_cox_near_the_oracle(demo_run: dict) -> Non
 def test_subtypes_recover_the_planted_truth_and_separate_survival(demo_run: dict) -> None:
     metrics = json.loads((demo_run["out"] / "clustering" / "metrics.json").read_text())
     assert metrics["truth_ari"]["true_subtype"]["chosen"] > 0.3, metrics["truth_ari"]
+    assert metrics["truth"]["true_subtype"]["n_subtypes"] == metrics["n_subtypes"] >= 2
+    checks = json.loads((demo_run["out"] / "clustering" / "validity.json").read_text())
+    assert {"resampling stability", "Kaplan-Meier groups", "model selection"} <= {c["check"] for c in checks}
     assert metrics["survival"]["logrank_p"] < 0.001, metrics["survival"]["logrank_p"]
