@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 TYPES = ("continuous", "binary", "categorical")
-ROLES = ("feature", "outcome", "id", "truth")
+ROLES = ("feature", "outcome", "id", "truth", "covariate")
 SPEC_KEYS = ("type", "role", "unit", "min", "max", "categories", "description")
 
 
