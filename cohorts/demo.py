@@ -47,18 +47,19 @@ SUBTYPE_NAMES = ("hyperinflammatory (focal images)", "hypoinflammatory, diffuse 
 ETIOLOGIES = ("pneumonia", "sepsis", "aspiration", "trauma")
 ETIOLOGY_P = {True: (0.30, 0.50, 0.10, 0.10), False: (0.45, 0.15, 0.20, 0.20)}   # by hyperinflammatory
 # clinical markers: (hyperinflammatory, hypoinflammatory)
-IL6_MEDIAN, IL6_LOG_SD = (350.0, 35.0), 0.9           # pg/mL, log-normal
-IL8_MEDIAN, IL8_LOG_SD = (110.0, 16.0), 0.7           # pg/mL, log-normal
+IL6_MEDIAN, IL6_LOG_SD = (350.0, 35.0), 0.7           # pg/mL, log-normal
+IL8_MEDIAN, IL8_LOG_SD = (110.0, 16.0), 0.6           # pg/mL, log-normal
 LACTATE_MEDIAN, LACTATE_LOG_SD = (4.0, 1.3), 0.4      # mmol/L, log-normal
 BICARB_MEAN, BICARB_SD = (17.0, 24.0), 3.0            # mmol/L, normal
-VASOPRESSOR_P = (0.85, 0.20)
+VASOPRESSOR_P = (0.90, 0.12)
 PF_MEAN, PF_PER_SEVERITY, PF_SD = 185.0, -30.0, 60.0  # mmHg; P/F falls with the latent severity
 # images: per-image finding logit = base[pattern] + SEVERITY_LOGIT * s_t + patient effect N(0, PATIENT_EFFECT_SD)
-FINDING_P = {"diffuse": {"Atelectasis": 0.10, "Edema": 0.90, "Effusion": 0.65, "Opacity": 0.85},
+FINDING_P = {"diffuse": {"Atelectasis": 0.10, "Edema": 0.97, "Effusion": 0.85, "Opacity": 0.92},
              "focal": {"Atelectasis": 0.45, "Edema": 0.03, "Effusion": 0.25, "Opacity": 0.80}}
-SEVERITY_LOGIT, PATIENT_EFFECT_SD = 1.0, 0.3
-SEVERITY_EXTENT = 1.6                   # renderer severity (extent, density) = sigmoid(SEVERITY_EXTENT * s_t)
-BILATERAL_EFFUSION_P = 0.85             # diffuse pattern: effusion on both sides
+SEVERITY_LOGIT, PATIENT_EFFECT_SD = 0.5, 0.3
+# renderer severity (extent, density) = floor + (1 - floor) * sigmoid(slope * s_t): a finding drawn is never faint
+SEVERITY_EXTENT, SEVERITY_FLOOR = 1.2, 0.35
+BILATERAL_EFFUSION_P = 0.95             # diffuse pattern: effusion on both sides
 TREND_SD, IMAGE_SEVERITY_SD = 0.2, 0.2   # per-image severity s_t = s + trend * weeks + N(0, 0.2)
 VIEWS, VIEW_P = ("PA", "AP", "AP Supine"), (0.15, 0.55, 0.30)
 # acquisition nuisance: exposure gamma ~ U(EXPOSURE), habitus ~ U(THORAX_WIDTH) per patient,
@@ -69,9 +70,9 @@ ZONE_P = (0.15, 0.25, 0.60)             # focal opacity zone: upper, middle, low
 BASE_HAZARD, SUBTYPE_LOG_HR, SEVERITY_LOG_HR, AGE_LOG_HR = 0.005, (1.3, 1.0, 0.0), 0.7, 0.02
 FOLLOW_UP_DAYS, FOLLOW_UP_P, LOSS_P = (28.0, 60.0), (0.35, 0.65), 0.08
 # missingness (probability a value is null)
-NO_CLINICAL_P = 0.06                    # patient without any clinical value (record not linked)
-MISSING_P = {"age": 0.02, "sex": 0.01, "vasopressors": 0.05, "bicarbonate": 0.20, "etiology": 0.12}
-BIOMARKER_MISSING_P = 0.25              # il6 and il8 together (biomarker sub-study), MCAR
+NO_CLINICAL_P = 0.02                    # patient without any clinical value (record not linked)
+MISSING_P = {"age": 0.02, "sex": 0.01, "vasopressors": 0.05, "bicarbonate": 0.10, "etiology": 0.12}
+BIOMARKER_MISSING_P = 0.15              # il6 and il8 together (biomarker sub-study), MCAR
 LACTATE_MISSING_P = (0.15, 0.40)        # MAR: (on vasopressors, not on vasopressors)
 PF_MISSING_P = (0.05, 0.40)             # MNAR: (P/F <= 250, P/F > 250): milder patients lack an ABG
 FEATURES = ("age", "sex", "pf_ratio", "vasopressors", "bicarbonate", "il6", "il8", "lactate", "etiology")
@@ -209,7 +210,7 @@ def _image_plan(rng: np.random.Generator, subtype: int, severity: float, time: f
                    for f in LABELS}
         spec = PhantomSpec(
             view=VIEWS[rng.choice(3, p=site.view_p)],
-            severity=_sigmoid(SEVERITY_EXTENT * s_t),
+            severity=SEVERITY_FLOOR + (1.0 - SEVERITY_FLOOR) * _sigmoid(SEVERITY_EXTENT * s_t),
             effusion_sides=effusion_sides if present["Effusion"] else (),
             opacity_sides=(SIDES if pattern == "diffuse" else (focal_side,)) if present["Opacity"] else (),
             opacity_zone=focal_zone,
