@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -52,7 +52,7 @@ def lookup_covariates(names: Sequence[str], *, patients: np.ndarray, manifest: p
         if name in clinical.columns:
             out[name] = clinical[name].reindex(patients).astype("string").to_numpy()
         elif name in manifest.columns:
-            picked, disagree_chosen = _mode_per_patient(chosen, name) if name in chosen.columns else (pd.Series(dtype=str), 0)
+            picked = _mode_per_patient(chosen, name)[0] if name in chosen.columns else pd.Series(dtype=str)
             every, disagree_all = _mode_per_patient(manifest, name)
             value = picked.reindex(patients).fillna(every.reindex(patients))
             out[name] = value.astype("string").to_numpy()
@@ -83,7 +83,7 @@ class CovariateEncoder:
         """Total one-hot width (0 without covariates)."""
         return sum(self.sizes)
 
-    def fit(self, table: pd.DataFrame) -> "CovariateEncoder":
+    def fit(self, table: pd.DataFrame) -> CovariateEncoder:
         """Learn the sorted levels of every column of ``table`` (training patients only)."""
         self.levels = {}
         for name in table.columns:
@@ -114,7 +114,7 @@ class CovariateEncoder:
         Path(path).write_text(json.dumps({"levels": self.levels}, indent=2))
 
     @classmethod
-    def load(cls, path: str | Path) -> "CovariateEncoder":
+    def load(cls, path: str | Path) -> CovariateEncoder:
         """Read an encoder written by :meth:`save` (no file: no covariates)."""
         path = Path(path)
         return cls(json.loads(path.read_text())["levels"]) if path.is_file() else cls()
