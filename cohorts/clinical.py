@@ -16,7 +16,7 @@ import pandas as pd
 from .safeio import write_json, write_parquet
 
 TYPES = ("continuous", "binary", "categorical")
-ROLES = ("feature", "outcome", "id", "truth")
+ROLES = ("feature", "outcome", "id", "truth", "covariate")
 SPEC_KEYS = ("type", "role", "unit", "min", "max", "categories", "description")
 
 

@@ -250,6 +250,7 @@ class DemoSource(StrictModel):
     n_patients: int = Field(200, gt=0)
     seed: int = 0
     image_size: int = Field(256, ge=32)
+    sites: int = Field(3, ge=1, le=4)  # hospitals with their own detector, laboratory, case mix; 1: none
     raw_dir: Path | None = None      # where to write the raw cohort; default OUT/raw
 
 

@@ -3,21 +3,23 @@
 ``generate_demo(raw_dir)`` writes::
 
     raw_dir/images/<image_id>.png      8-bit grey phantom radiographs (cohorts.phantom)
-    raw_dir/manifest.csv               image_id, patient_id, study_id, path (relative), view,
+    raw_dir/manifest.csv               image_id, patient_id, study_id, path (relative), view, site,
                                        offset_days, Atelectasis, Edema, Effusion, Opacity (0/1)
-    raw_dir/clinical.csv               one row per patient: features (with missing values),
+    raw_dir/clinical.csv               one row per patient: features (with missing values), site,
                                        outcomes time/event, ground truth true_subtype/true_severity
     raw_dir/clinical_schema.json       the clinical schema (docs/data-contracts.md format)
 
 Three planted subtypes: 0 hyperinflammatory (clinical markers, focal images, highest mortality),
 1 hypoinflammatory with diffuse/bilateral images (edema, bilateral effusion and opacity), 2
 hypoinflammatory with focal images. Clinical data separate 0 from {1, 2}, images separate 1 from
-{0, 2}, only both recover all three; the hazard depends on the subtype and on a latent severity
+{0, 2}, only both recover all three. Patients come from ``sites`` hospitals (default 3) that differ in
+their X-ray detector (exposure, contrast, noise, view mix), their laboratory (assay calibration, a
+unit, missingness) and their case mix (:data:`SITES`); the hazard depends on the subtype and on a latent severity
 that the images show (extent and density of findings). Every constant of the generative model
 is below and documented in docs/demo-cohort.md. Patient ``i`` is drawn from its own stream
 ``default_rng([seed, i])``, so a patient is the same whatever ``n_patients`` is.
 
-CLI: ``python -m cohorts.demo --out DIR [--n-patients 300] [--seed 0] [--image-size 256]``.
+CLI: ``python -m cohorts.demo --out DIR [--n-patients 300] [--seed 0] [--image-size 256] [--sites 3]``.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import argparse
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +47,19 @@ SUBTYPE_NAMES = ("hyperinflammatory (focal images)", "hypoinflammatory, diffuse 
 ETIOLOGIES = ("pneumonia", "sepsis", "aspiration", "trauma")
 ETIOLOGY_P = {True: (0.30, 0.50, 0.10, 0.10), False: (0.45, 0.15, 0.20, 0.20)}   # by hyperinflammatory
 # clinical markers: (hyperinflammatory, hypoinflammatory)
-IL6_MEDIAN, IL6_LOG_SD = (350.0, 35.0), 0.9           # pg/mL, log-normal
-IL8_MEDIAN, IL8_LOG_SD = (110.0, 16.0), 0.7           # pg/mL, log-normal
+IL6_MEDIAN, IL6_LOG_SD = (350.0, 35.0), 0.7           # pg/mL, log-normal
+IL8_MEDIAN, IL8_LOG_SD = (110.0, 16.0), 0.6           # pg/mL, log-normal
 LACTATE_MEDIAN, LACTATE_LOG_SD = (4.0, 1.3), 0.4      # mmol/L, log-normal
 BICARB_MEAN, BICARB_SD = (17.0, 24.0), 3.0            # mmol/L, normal
-VASOPRESSOR_P = (0.85, 0.20)
+VASOPRESSOR_P = (0.90, 0.12)
 PF_MEAN, PF_PER_SEVERITY, PF_SD = 185.0, -30.0, 60.0  # mmHg; P/F falls with the latent severity
 # images: per-image finding logit = base[pattern] + SEVERITY_LOGIT * s_t + patient effect N(0, PATIENT_EFFECT_SD)
-FINDING_P = {"diffuse": {"Atelectasis": 0.10, "Edema": 0.90, "Effusion": 0.65, "Opacity": 0.85},
+FINDING_P = {"diffuse": {"Atelectasis": 0.10, "Edema": 0.97, "Effusion": 0.85, "Opacity": 0.92},
              "focal": {"Atelectasis": 0.45, "Edema": 0.03, "Effusion": 0.25, "Opacity": 0.80}}
-SEVERITY_LOGIT, PATIENT_EFFECT_SD = 1.0, 0.3
-SEVERITY_EXTENT = 1.6                   # renderer severity (extent, density) = sigmoid(SEVERITY_EXTENT * s_t)
-BILATERAL_EFFUSION_P = 0.85             # diffuse pattern: effusion on both sides
+SEVERITY_LOGIT, PATIENT_EFFECT_SD = 0.5, 0.3
+# renderer severity (extent, density) = floor + (1 - floor) * sigmoid(slope * s_t): a finding drawn is never faint
+SEVERITY_EXTENT, SEVERITY_FLOOR = 1.2, 0.35
+BILATERAL_EFFUSION_P = 0.95             # diffuse pattern: effusion on both sides
 TREND_SD, IMAGE_SEVERITY_SD = 0.2, 0.2   # per-image severity s_t = s + trend * weeks + N(0, 0.2)
 VIEWS, VIEW_P = ("PA", "AP", "AP Supine"), (0.15, 0.55, 0.30)
 # acquisition nuisance: exposure gamma ~ U(EXPOSURE), habitus ~ U(THORAX_WIDTH) per patient,
@@ -66,12 +70,52 @@ ZONE_P = (0.15, 0.25, 0.60)             # focal opacity zone: upper, middle, low
 BASE_HAZARD, SUBTYPE_LOG_HR, SEVERITY_LOG_HR, AGE_LOG_HR = 0.005, (1.3, 1.0, 0.0), 0.7, 0.02
 FOLLOW_UP_DAYS, FOLLOW_UP_P, LOSS_P = (28.0, 60.0), (0.35, 0.65), 0.08
 # missingness (probability a value is null)
-NO_CLINICAL_P = 0.06                    # patient without any clinical value (record not linked)
-MISSING_P = {"age": 0.02, "sex": 0.01, "vasopressors": 0.05, "bicarbonate": 0.20, "etiology": 0.12}
-BIOMARKER_MISSING_P = 0.25              # il6 and il8 together (biomarker sub-study), MCAR
+NO_CLINICAL_P = 0.02                    # patient without any clinical value (record not linked)
+MISSING_P = {"age": 0.02, "sex": 0.01, "vasopressors": 0.05, "bicarbonate": 0.10, "etiology": 0.12}
+BIOMARKER_MISSING_P = 0.15              # il6 and il8 together (biomarker sub-study), MCAR
 LACTATE_MISSING_P = (0.15, 0.40)        # MAR: (on vasopressors, not on vasopressors)
 PF_MISSING_P = (0.05, 0.40)             # MNAR: (P/F <= 250, P/F > 250): milder patients lack an ABG
 FEATURES = ("age", "sex", "pf_ratio", "vasopressors", "bicarbonate", "il6", "il8", "lactate", "etiology")
+PF_KPA_PER_MMHG = 1.0 / 7.50062        # P/F with PaO2 in kPa (FiO2 as a fraction)
+
+
+@dataclass(frozen=True)
+class SiteProfile:
+    """One hospital of the demo: its case mix, its X-ray detector and its laboratory (docs/demo-cohort.md)."""
+
+    name: str
+    share: float                                  # relative enrolment
+    subtype_p: tuple[float, float, float]         # case mix: P(subtype 0, 1, 2)
+    view_p: tuple[float, float, float]            # P(PA, AP, AP Supine)
+    exposure: float                               # gamma factor (x U(EXPOSURE) per image); > 1 darker
+    contrast: float                               # tone scaling about mid-grey
+    noise_sd: float                               # detector quantum noise SD (display units)
+    noise_grain: float                            # noise correlation length (px at 256 px); 0 white
+    il6_factor: float                             # immunoassay calibration: reported = true x factor
+    il8_factor: float
+    bicarbonate_offset: float                     # mmol/L (venous total CO2 instead of arterial HCO3-)
+    pf_unit: str                                  # "mmHg" or "kPa" (unit left unharmonised)
+    biomarker_missing_p: float                    # il6 + il8 missing together
+    lactate_missing_extra: float                  # added to LACTATE_MISSING_P
+
+
+# Site A is the reference (the single-site demo); B and C differ in every modality; D only with sites=4.
+SITES = (
+    SiteProfile("A", 1.0, SUBTYPE_P, VIEW_P, 1.0, 1.0, 0.015, 0.0, 1.0, 1.0, 0.0, "mmHg", BIOMARKER_MISSING_P, 0.0),
+    SiteProfile("B", 1.0, (0.42, 0.30, 0.28), (0.45, 0.45, 0.10), 0.75, 0.8, 0.035, 1.5, 2.5, 2.0, 2.5, "mmHg",
+                0.85, 0.0),
+    SiteProfile("C", 1.0, (0.27, 0.36, 0.37), (0.05, 0.35, 0.60), 1.3, 1.25, 0.008, 0.0, 0.5, 0.6, -1.5, "kPa",
+                0.20, 0.30),
+    SiteProfile("D", 0.6, (0.34, 0.33, 0.33), (0.25, 0.50, 0.25), 0.9, 1.1, 0.025, 0.8, 1.5, 1.0, 1.0, "mmHg",
+                0.50, 0.15),
+)
+
+
+def site_profiles(sites: int) -> tuple[SiteProfile, ...]:
+    """The first ``sites`` profiles of :data:`SITES` (1 = the single-site demo)."""
+    if not 1 <= sites <= len(SITES):
+        raise ValueError(f"generate_demo needs 1 <= sites <= {len(SITES)}, got {sites}")
+    return SITES[:sites]
 
 
 def _sigmoid(x: float) -> float:
@@ -98,8 +142,22 @@ def _clinical(rng: np.random.Generator, subtype: int, severity: float) -> dict[s
     }
 
 
-def _mask_missing(rng: np.random.Generator, values: dict[str, Any]) -> dict[str, Any]:
-    """Apply the missingness mechanisms (docs/demo-cohort.md) to one patient's true values."""
+def _reported(values: dict[str, Any], site: SiteProfile) -> dict[str, Any]:
+    """What ``site``'s laboratory reports for the true ``values`` (assay calibration, units); nulls stay null."""
+    out = dict(values)
+    scale = {"il6": (site.il6_factor, 1.0, 50000.0), "il8": (site.il8_factor, 1.0, 20000.0)}
+    for name, (factor, lo, hi) in scale.items():
+        if out[name] is not None:
+            out[name] = round(float(np.clip(out[name] * factor, lo, hi)), 1)
+    if out["bicarbonate"] is not None:
+        out["bicarbonate"] = round(float(np.clip(out["bicarbonate"] + site.bicarbonate_offset, 8.0, 40.0)), 1)
+    if out["pf_ratio"] is not None and site.pf_unit == "kPa":
+        out["pf_ratio"] = round(out["pf_ratio"] * PF_KPA_PER_MMHG, 1)
+    return out
+
+
+def _mask_missing(rng: np.random.Generator, values: dict[str, Any], site: SiteProfile) -> dict[str, Any]:
+    """Apply the missingness mechanisms (docs/demo-cohort.md) to one patient's true values at ``site``."""
     draws = rng.random(9)
     if draws[0] < NO_CLINICAL_P:
         return {k: None for k in values}
@@ -107,9 +165,9 @@ def _mask_missing(rng: np.random.Generator, values: dict[str, Any]) -> dict[str,
     for k, u in zip(MISSING_P, draws[1:6]):
         if u < MISSING_P[k]:
             out[k] = None
-    if draws[6] < BIOMARKER_MISSING_P:
+    if draws[6] < site.biomarker_missing_p:
         out["il6"] = out["il8"] = None
-    if draws[7] < LACTATE_MISSING_P[0 if values["vasopressors"] else 1]:
+    if draws[7] < LACTATE_MISSING_P[0 if values["vasopressors"] else 1] + site.lactate_missing_extra:
         out["lactate"] = None
     if draws[8] < PF_MISSING_P[int(values["pf_ratio"] > 250)]:
         out["pf_ratio"] = None
@@ -127,7 +185,8 @@ def _survival(rng: np.random.Generator, subtype: int, severity: float, age: floa
     return time, int(event_time <= end)
 
 
-def _image_plan(rng: np.random.Generator, subtype: int, severity: float, time: float) -> list[dict[str, Any]]:
+def _image_plan(rng: np.random.Generator, subtype: int, severity: float, time: float,
+                site: SiteProfile) -> list[dict[str, Any]]:
     """Serial images of one patient: offsets (< time), views, findings and phantom specs."""
     pattern = "diffuse" if subtype == 1 else "focal"
     effect = {f: rng.normal(0.0, PATIENT_EFFECT_SD) for f in LABELS}
@@ -150,8 +209,8 @@ def _image_plan(rng: np.random.Generator, subtype: int, severity: float, time: f
         present = {f: rng.random() < _sigmoid(_logit(FINDING_P[pattern][f]) + SEVERITY_LOGIT * s_t + effect[f])
                    for f in LABELS}
         spec = PhantomSpec(
-            view=VIEWS[rng.choice(3, p=VIEW_P)],
-            severity=_sigmoid(SEVERITY_EXTENT * s_t),
+            view=VIEWS[rng.choice(3, p=site.view_p)],
+            severity=SEVERITY_FLOOR + (1.0 - SEVERITY_FLOOR) * _sigmoid(SEVERITY_EXTENT * s_t),
             effusion_sides=effusion_sides if present["Effusion"] else (),
             opacity_sides=(SIDES if pattern == "diffuse" else (focal_side,)) if present["Opacity"] else (),
             opacity_zone=focal_zone,
@@ -161,22 +220,25 @@ def _image_plan(rng: np.random.Generator, subtype: int, severity: float, time: f
             thorax_width=thorax_width,
             rotation_deg=rng.normal(0.0, ROTATION_SD),
             shift=(rng.normal(0.0, SHIFT_SD), rng.normal(0.0, SHIFT_SD)),
-            exposure=rng.uniform(*EXPOSURE),
+            exposure=site.exposure * rng.uniform(*EXPOSURE),
+            contrast=site.contrast, noise_sd=site.noise_sd, noise_grain=site.noise_grain,
             texture_seed=int(rng.integers(2**31)),
         )
         plan.append({"index": j + 1, "offset_days": round(offset, 2), "labels": present, "spec": spec})
     return plan
 
 
-def _patient(seed: int, i: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Clinical row (with missingness, outcomes, truth) and image plan of patient ``i``."""
+def _patient(seed: int, i: int, sites: tuple[SiteProfile, ...]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Clinical row (with missingness, site, outcomes, truth) and image plan of patient ``i``."""
     rng = np.random.default_rng([seed, i])
-    subtype = int(rng.choice(3, p=SUBTYPE_P))
+    shares = np.array([s.share for s in sites])
+    site = sites[int(rng.choice(len(sites), p=shares / shares.sum()))] if len(sites) > 1 else sites[0]
+    subtype = int(rng.choice(3, p=site.subtype_p))
     severity = float(rng.normal())
     values = _clinical(rng, subtype, severity)
     time, event = _survival(rng, subtype, severity, values["age"])
-    plan = _image_plan(rng, subtype, severity, time)
-    row = {**_mask_missing(rng, values), "time": time, "event": event,
+    plan = _image_plan(rng, subtype, severity, time, site)
+    row = {**_reported(_mask_missing(rng, values, site), site), "site": site.name, "time": time, "event": event,
            "true_subtype": subtype, "true_severity": round(severity, 3)}
     return row, plan
 
@@ -192,13 +254,16 @@ def clinical_schema() -> dict[str, Any]:
         "patient_id": col("categorical", "id", "synthetic patient key"),
         "age": col("continuous", "feature", "age at admission", "years", 18, 90),
         "sex": col("categorical", "feature", "sex", categories=["F", "M"]),
-        "pf_ratio": col("continuous", "feature", "PaO2/FiO2 at baseline", "mmHg", 40, 450),
+        "pf_ratio": col("continuous", "feature", "PaO2/FiO2 at baseline (site C reports PaO2 in kPa: a unit "
+                        "difference left in the data, as pooled registries have them)", "mmHg", 5, 450),
         "vasopressors": col("binary", "feature", "vasopressors at baseline (1 yes)"),
         "bicarbonate": col("continuous", "feature", "serum bicarbonate", "mmol/L", 8, 40),
         "il6": col("continuous", "feature", "plasma IL-6", "pg/mL", 1, 50000),
         "il8": col("continuous", "feature", "plasma IL-8", "pg/mL", 1, 20000),
         "lactate": col("continuous", "feature", "arterial lactate", "mmol/L", 0.3, 20),
         "etiology": col("categorical", "feature", "ARDS risk factor", categories=list(ETIOLOGIES)),
+        "site": col("categorical", "covariate", "enrolling hospital (detector, laboratory and case mix differ)",
+                    categories=[s.name for s in SITES]),
         "time": col("continuous", "outcome", "days from admission to death or censoring (28 or 60 d follow-up)",
                     "days", 0, 60),
         "event": col("binary", "outcome", "1 death observed at `time`, 0 censored"),
@@ -212,7 +277,8 @@ def _write_png(array: np.ndarray, path: Path) -> None:
     Image.fromarray(array, mode="L").save(path, format="PNG", compress_level=6)
 
 
-def generate_demo(raw_dir: Path, *, n_patients: int = 300, seed: int = 0, image_size: int = 256) -> Path:
+def generate_demo(raw_dir: Path, *, n_patients: int = 300, seed: int = 0, image_size: int = 256,
+                  sites: int = 3) -> Path:
     """Write the synthetic cohort into ``raw_dir`` (see module docstring); return ``raw_dir``.
 
     Deterministic from ``seed``: the same arguments give byte-identical files. PNGs left over
@@ -220,6 +286,7 @@ def generate_demo(raw_dir: Path, *, n_patients: int = 300, seed: int = 0, image_
     """
     if n_patients < 1 or image_size < 32:
         raise ValueError(f"generate_demo needs n_patients >= 1 and image_size >= 32, got {n_patients}, {image_size}")
+    profiles = site_profiles(sites)
     raw_dir = Path(raw_dir)
     images = raw_dir / "images"
     images.mkdir(parents=True, exist_ok=True)
@@ -227,14 +294,15 @@ def generate_demo(raw_dir: Path, *, n_patients: int = 300, seed: int = 0, image_
     rows, clinical = [], []
     for i in tqdm(range(n_patients), desc="demo cohort", unit="patient"):
         pid = f"P{i:0{width}d}"
-        row, plan = _patient(seed, i)
+        row, plan = _patient(seed, i, profiles)
         clinical.append({"patient_id": pid, **row})
         for item in plan:
             image_id = f"{pid}-I{item['index']}"
             rel = f"images/{image_id}.png"
             _write_png(render_phantom(item["spec"], size=image_size), raw_dir / rel)
             rows.append({"image_id": image_id, "patient_id": pid, "study_id": f"{pid}-S{item['index']}",
-                         "path": rel, "view": item["spec"].view, "offset_days": item["offset_days"],
+                         "path": rel, "view": item["spec"].view, "site": row["site"],
+                         "offset_days": item["offset_days"],
                          **{f: int(item["labels"][f]) for f in LABELS}})
     written = {Path(r["path"]).name for r in rows}
     for stale in images.glob("P*-I*.png"):
@@ -242,7 +310,7 @@ def generate_demo(raw_dir: Path, *, n_patients: int = 300, seed: int = 0, image_
             stale.unlink()
     pd.DataFrame(rows).to_csv(raw_dir / "manifest.csv", index=False)
     table = pd.DataFrame(clinical)
-    for name in ("age", "pf_ratio", "vasopressors"):
+    for name in ("age", "vasopressors"):
         table[name] = table[name].astype("Int64")
     table.to_csv(raw_dir / "clinical.csv", index=False)
     (raw_dir / "clinical_schema.json").write_text(json.dumps(clinical_schema(), indent=2) + "\n")
@@ -257,9 +325,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-patients", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--sites", type=int, default=3, help=f"hospitals, 1-{len(SITES)} (1: no site effects)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    out = generate_demo(args.out, n_patients=args.n_patients, seed=args.seed, image_size=args.image_size)
+    out = generate_demo(args.out, n_patients=args.n_patients, seed=args.seed, image_size=args.image_size,
+                        sites=args.sites)
     manifest = pd.read_csv(out / "manifest.csv")
     print(f"wrote {len(manifest)} images of {manifest['patient_id'].nunique()} patients to {out}")
 

@@ -61,6 +61,11 @@ class PhantomSpec:
     rotation_deg: float = 0.0
     shift: tuple[float, float] = (0.0, 0.0)
     exposure: float = 1.0
+    # detector / processing of the acquiring site: contrast about mid-grey, quantum noise SD and its
+    # grain (correlation length in pixels at 256 px; 0: white noise)
+    contrast: float = 1.0
+    noise_sd: float = 0.015
+    noise_grain: float = 0.0
     texture_seed: int = 0
 
 
@@ -219,6 +224,11 @@ def render_phantom(spec: PhantomSpec, *, size: int = 256) -> np.ndarray:
     density = _tissue(g) + (markings - LUNG_AIR) * aerated
     density = gaussian_filter(density, sigma=0.6 * size / 256, mode="nearest")
     tone = np.clip(density, 0.0, 1.0) ** spec.exposure   # exposure < 1 brightens, > 1 darkens
+    if spec.contrast != 1.0:
+        tone = 0.5 + spec.contrast * (tone - 0.5)
     noise = anatomy_rng.standard_normal(tone.shape, dtype=np.float32)
-    tone += 0.015 * noise + 0.02 * _smooth_field(anatomy_rng, tone.shape, 0.2)
+    if spec.noise_grain > 0:   # correlated detector noise (e.g. computed radiography plates), unit SD again
+        noise = gaussian_filter(noise, sigma=spec.noise_grain * size / 256, mode="wrap")
+        noise /= noise.std() + 1e-12
+    tone += spec.noise_sd * noise + 0.02 * _smooth_field(anatomy_rng, tone.shape, 0.2)
     return np.clip(np.rint(tone * 255.0), 0, 255).astype(np.uint8)

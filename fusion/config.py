@@ -102,10 +102,22 @@ class EvaluationConfig(StrictModel):
     ablations: bool = True                   # also train clinical-only and CXR-only VAEs
 
 
+class ConditioningConfig(StrictModel):
+    """How ``covariates`` enter the VAE, and an optional penalty against covariate information in the latent."""
+
+    encoders: bool = False                   # the encoders also see the covariates (decoders always do)
+    unknown_dropout: float = Field(0.1, ge=0, lt=1)   # training: hide each patient's covariates from the
+    #                                          encoders w.p. this, so the "unknown" code (new site) is learned
+    penalty: Literal["none", "mmd"] = "none"  # mmd: maximum mean discrepancy between each level's latents and the rest
+    penalty_weight: float = Field(10.0, ge=0)
+
+
 class FusionConfig(StrictModel):
     """Top-level fusion stage config."""
 
     seed: int = 0
+    covariates: list[str] = Field(default_factory=list)   # per-patient categorical columns (site, dataset, view)
+    conditioning: ConditioningConfig = Field(default_factory=ConditioningConfig)
     cxr: CXRInputConfig = Field(default_factory=CXRInputConfig)
     clinical: ClinicalInputConfig = Field(default_factory=ClinicalInputConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -115,6 +127,12 @@ class FusionConfig(StrictModel):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     survival: SurvivalConfig = Field(default_factory=SurvivalConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+
+    @model_validator(mode="after")
+    def _unique_covariates(self) -> "FusionConfig":
+        if len(set(self.covariates)) != len(self.covariates):
+            raise ValueError(f"covariates must not repeat a column, got {self.covariates}")
+        return self
 
 
 def load_fusion_config(path: str | Path) -> FusionConfig:

@@ -21,6 +21,7 @@ import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ import pandas as pd
 from cohorts.config import ConfigError
 from fusion.clinical import ColumnSpec, SchemaError, read_schema
 from fusion.config import SerialPolicy
+from fusion.covariates import lookup_covariates
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class PatientData:
     clinical_row: np.ndarray                # (N,) bool, the patient has a row in clinical.parquet
     model: str | None = None                # store model of the CXR embeddings
     notes: dict[str, int] = field(default_factory=dict)   # counts of dropped/unused inputs, by reason
+    covariates: pd.DataFrame = field(default_factory=pd.DataFrame)   # (N, k) str/NA, index patient_id (fusion.covariates)
 
     def __len__(self) -> int:
         return len(self.patient_ids)
@@ -68,6 +71,7 @@ class PatientData:
             self, patient_ids=self.patient_ids[idx], cxr=self.cxr[idx], cxr_mask=self.cxr_mask[idx],
             cxr_offsets=self.cxr_offsets[idx], cxr_image_ids=self.cxr_image_ids[idx],
             clinical=self.clinical.iloc[idx], clinical_row=self.clinical_row[idx], outcomes=self.outcomes.iloc[idx], truth=self.truth.iloc[idx],
+            covariates=self.covariates.iloc[idx] if len(self.covariates.columns) else self.covariates,
         )
 
 
@@ -107,10 +111,12 @@ def resolve_cxr_model(model: str | None, augmentation: str, selection: Path | No
 
 def load_patient_data(cohort: str | Path, store: str | Path | None, *, model: str | None,
                       augmentation: str = "original", serial: SerialPolicy = "first_within_window",
-                      window_days: tuple[float, float] = (-1.0, 3.0), max_images: int = 8) -> PatientData:
+                      window_days: tuple[float, float] = (-1.0, 3.0), max_images: int = 8,
+                      covariates: Sequence[str] = ()) -> PatientData:
     """Assemble the patient-level dataset of ``cohort`` with CXR embeddings of ``model`` from ``store``.
 
     ``store`` / ``model`` may be None for a clinical-only dataset (then ``cxr`` is ``(N, 1, 1, 0)``).
+    ``covariates``: columns looked up per patient (:func:`fusion.covariates.lookup_covariates`).
     Every manifest image without a finished embedding is counted in ``notes["images_without_embedding"]``.
     """
     cohort = Path(cohort)
@@ -174,6 +180,9 @@ def load_patient_data(cohort: str | Path, store: str | Path | None, *, model: st
     def cols(role: str) -> list[str]:
         return [c for c, spec in schema.items() if spec.role == role]
 
+    cov, cov_notes = lookup_covariates(covariates, patients=patients, manifest=_time_ordered(manifest),
+                                       clinical=clin, chosen=chosen, source=str(cohort))
+    notes.update(cov_notes)
     table = clin.reindex(patients)
     clinical_row = pd.Index(patients).isin(clin.index)
     notes["patients_without_clinical_row"] = int((~clinical_row).sum())
@@ -182,17 +191,22 @@ def load_patient_data(cohort: str | Path, store: str | Path | None, *, model: st
     return PatientData(
         patient_ids=patients, cxr=cxr, cxr_mask=cxr_mask, cxr_offsets=offsets, cxr_image_ids=image_ids.astype(str),
         clinical=table[cols("feature")], outcomes=table[cols("outcome")], truth=table[cols("truth")],
-        schema=schema, clinical_row=np.asarray(clinical_row), model=model, notes=notes,
+        schema=schema, clinical_row=np.asarray(clinical_row), model=model, notes=notes, covariates=cov,
     )
+
+
+def _time_ordered(images: pd.DataFrame) -> pd.DataFrame:
+    """``images`` sorted by patient, ``offset_days``, ``acquired_at``, ``image_id`` (unknown times last); adds ``_offset``."""
+    df = images.copy()
+    df["_offset"] = pd.to_numeric(df["offset_days"], errors="coerce") if "offset_days" in df else np.nan
+    sort_cols = ["patient_id", "_offset"] + (["acquired_at"] if "acquired_at" in df else []) + ["image_id"]
+    return df.sort_values(sort_cols, na_position="last", kind="stable")
 
 
 def _choose_images(images: pd.DataFrame, *, serial: SerialPolicy, window_days: tuple[float, float],
                    max_images: int, notes: dict[str, int]) -> pd.DataFrame:
     """Rows of ``images`` kept by the serial policy, in time order within each patient (adds ``_offset``)."""
-    df = images.copy()
-    df["_offset"] = pd.to_numeric(df["offset_days"], errors="coerce") if "offset_days" in df else np.nan
-    sort_cols = ["patient_id", "_offset"] + (["acquired_at"] if "acquired_at" in df else []) + ["image_id"]
-    df = df.sort_values(sort_cols, na_position="last", kind="stable")
+    df = _time_ordered(images)
     if serial == "last":
         return df.groupby("patient_id", sort=False).tail(1)
     if serial == "all":

@@ -17,11 +17,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 from flax import serialization
 
 from cohorts.config import dump_config
 from fusion.clinical import ClinicalEncoder, ClinicalLayout
 from fusion.config import FusionConfig
+from fusion.covariates import CovariateEncoder
 from fusion.data import PatientData
 from fusion.module import FusionModule, elbo_loss, kl_standard_normal
 from fusion.train import FitResult, fit, iterate_batches
@@ -30,8 +32,12 @@ MODALITIES = ("cxr", "clinical")
 
 
 def make_arrays(data: PatientData, *, encoder: ClinicalEncoder, cxr_mean: np.ndarray, cxr_std: np.ndarray,
-                modalities: Sequence[str] = MODALITIES) -> dict[str, np.ndarray]:
-    """PatientData -> batch arrays of :mod:`fusion.module` (N rows); modalities not listed are marked absent."""
+                modalities: Sequence[str] = MODALITIES,
+                covariates: CovariateEncoder | None = None) -> dict[str, np.ndarray]:
+    """PatientData -> batch arrays of :mod:`fusion.module` (N rows); modalities not listed are marked absent.
+
+    With a fitted ``covariates`` encoder (any covariate) the arrays hold ``cov`` (N, K) one-hot.
+    """
     n, s, t, d = data.cxr.shape
     tokens = np.repeat(data.cxr_mask, t, axis=1)                                   # (N, S*T)
     if d == 0:                                                                      # clinical-only data
@@ -48,9 +54,12 @@ def make_arrays(data: PatientData, *, encoder: ClinicalEncoder, cxr_mean: np.nda
         values, mask = np.zeros((n, 1), np.float32), np.zeros((n, 1), bool)
     if "clinical" not in modalities:
         mask = np.zeros_like(mask)
-    return {"cxr": cxr, "cxr_tokens": tokens & cxr_present[:, None], "cxr_target": target.astype(np.float32),
-            "cxr_present": cxr_present.astype(np.float32), "clin_values": values.astype(np.float32),
-            "clin_mask": mask.astype(np.float32), "clin_present": mask.any(1).astype(np.float32)}
+    arrays = {"cxr": cxr, "cxr_tokens": tokens & cxr_present[:, None], "cxr_target": target.astype(np.float32),
+              "cxr_present": cxr_present.astype(np.float32), "clin_values": values.astype(np.float32),
+              "clin_mask": mask.astype(np.float32), "clin_present": mask.any(1).astype(np.float32)}
+    if covariates is not None and covariates.width:
+        arrays["cov"], _ = covariates.transform(data.covariates)
+    return arrays
 
 
 def informed_rows(arrays: dict[str, np.ndarray]) -> np.ndarray:
@@ -62,9 +71,11 @@ def make_loss_fn(module: FusionModule, cfg: FusionConfig, *, multimodal: bool = 
     """The negative-ELBO loss ``(params, batch, rng, step) -> (loss, metrics)`` of ``module`` with ``cfg``'s weights."""
     m, kl = cfg.model, cfg.kl
     cxr_weight = max(module.layout.width, 1) / module.cxr_dim if m.cxr_weight == "auto" else m.cxr_weight
+    cond = cfg.conditioning
     return partial(elbo_loss, module, beta=kl.beta, warmup_steps=kl.warmup_steps,
                    unimodal_elbo=m.unimodal_elbo and multimodal, cxr_weight=float(cxr_weight),
-                   clinical_weight=m.clinical_weight)
+                   clinical_weight=m.clinical_weight, unknown_dropout=cond.unknown_dropout,
+                   penalty_weight=cond.penalty_weight if cond.penalty == "mmd" else 0.0)
 
 
 class FusionVAE:
@@ -77,6 +88,7 @@ class FusionVAE:
         self.cfg = cfg
         self.modalities = tuple(modalities)
         self.encoder: ClinicalEncoder | None = None
+        self.covariates = CovariateEncoder()
         self.cxr_mean = self.cxr_std = np.zeros(0, np.float32)
         self.module: FusionModule | None = None
         self.params = None
@@ -93,6 +105,7 @@ class FusionVAE:
         d = data.cxr.shape[-1]
         val = self._arrays(data.subset(val_idx)) if val_idx is not None and len(val_idx) else None
         run_id = {"modalities": list(self.modalities), "cxr_dim": d, "layout": asdict(self.encoder.layout),
+                  "covariate_levels": self.covariates.levels,
                   "config": cfg.model_dump(mode="json", exclude={"train", "evaluation", "survival"}),
                   "patients": hashlib.sha256("\n".join(train.patient_ids).encode()).hexdigest()[:16]}
         self.result = fit(self.loss_fn(), self.params, arrays, val, cfg=cfg.train, seed=cfg.seed, run_id=run_id,
@@ -112,6 +125,7 @@ class FusionVAE:
         tok = train.cxr[train.cxr_mask].reshape(-1, d) if d else np.zeros((0, 0), np.float32)
         self.cxr_mean = tok.mean(0).astype(np.float32) if len(tok) else np.zeros(d, np.float32)
         self.cxr_std = (tok.std(0) + 1e-6).astype(np.float32) if len(tok) > 1 else np.ones(d, np.float32)
+        self.covariates = CovariateEncoder().fit(_covariate_table(train, cfg.covariates))
         self.module = self._build_module(self.encoder.layout, max(d, 1))
         arrays = self._arrays(train)
         self.params = _init_params(self.module, {k: v[:2] for k, v in arrays.items()} | {"weight": np.ones(2, np.float32)},
@@ -132,6 +146,8 @@ class FusionVAE:
                    return_logvar: bool = False, batch_size: int = 1024) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Posterior mean (N, latent_dim) float32 from the modalities each patient has.
 
+        Covariates never block a latent: the decoders are not used, and conditioned encoders read a
+        missing or unseen level (a new site) as the "unknown" code they were trained with.
         ``modalities`` restricts the experts used (e.g. ``["clinical"]``) among those the model was
         fitted on; a patient with none of them gets the prior mean 0.
         """
@@ -191,6 +207,7 @@ class FusionVAE:
             "layout": asdict(module.layout), "cxr_dim": module.cxr_dim, "modalities": list(self.modalities),
             "cxr_mean": self.cxr_mean.tolist(), "cxr_std": self.cxr_std.tolist()}))
         self.encoder.save(directory / "clinical_encoder.json")
+        self.covariates.save(directory / "covariates.json")
         dump_config(self.cfg, directory / "fusion_config.yaml")
         return directory
 
@@ -205,6 +222,7 @@ class FusionVAE:
         vae.encoder = ClinicalEncoder.load(directory / "clinical_encoder.json")
         vae.cxr_mean = np.asarray(meta["cxr_mean"], np.float32)
         vae.cxr_std = np.asarray(meta["cxr_std"], np.float32)
+        vae.covariates = CovariateEncoder.load(directory / "covariates.json")
         lay = meta["layout"]
         vae.module = vae._build_module(ClinicalLayout(lay["n_continuous"], lay["n_binary"],
                                                       tuple(lay["categorical_sizes"])), meta["cxr_dim"])
@@ -213,6 +231,8 @@ class FusionVAE:
                  "cxr_target": np.zeros((1, d), np.float32), "cxr_present": np.ones(1, np.float32),
                  "clin_values": np.zeros((1, max(n_c, 1)), np.float32), "clin_mask": np.ones((1, max(n_c, 1)), np.float32),
                  "clin_present": np.ones(1, np.float32), "weight": np.ones(1, np.float32)}
+        if vae.covariates.width:
+            dummy["cov"] = np.zeros((1, vae.covariates.width), np.float32)
         template = _init_params(vae.module, dummy, seed=0)
         vae.params = serialization.from_bytes(template, (directory / "params.msgpack").read_bytes())
         return vae
@@ -222,7 +242,8 @@ class FusionVAE:
         m = self.cfg.model
         return FusionModule(layout=layout, cxr_dim=cxr_dim, latent_dim=m.latent_dim, hidden=m.hidden,
                             n_layers=m.n_layers, heads=m.attention_heads, pooling=self.cfg.cxr.pooling,
-                            cxr_likelihood=self.cfg.cxr.likelihood)
+                            cxr_likelihood=self.cfg.cxr.likelihood, covariate_sizes=self.covariates.sizes,
+                            condition_encoders=self.cfg.conditioning.encoders)
 
     def _require_module(self) -> FusionModule:
         if self.module is None or self.encoder is None:
@@ -231,7 +252,16 @@ class FusionVAE:
 
     def _arrays(self, data: PatientData) -> dict[str, np.ndarray]:
         return make_arrays(data, encoder=self.encoder, cxr_mean=self.cxr_mean, cxr_std=self.cxr_std,
-                           modalities=self.modalities)
+                           modalities=self.modalities, covariates=self.covariates)
+
+
+def _covariate_table(data: PatientData, names: Sequence[str]) -> pd.DataFrame:
+    """``data.covariates[names]``; a name the data was not loaded with raises naming the config key."""
+    missing = [n for n in names if n not in data.covariates.columns]
+    if missing:
+        raise ValueError(f"fusion.covariates {missing} were not loaded with the patient data: pass "
+                         "covariates=cfg.covariates to fusion.data.load_patient_data")
+    return data.covariates[list(names)]
 
 
 def _init_params(module: FusionModule, batch: dict[str, np.ndarray], *, seed: int) -> dict:
@@ -250,11 +280,11 @@ def _reconstruct(module: FusionModule, params, batch, use: tuple[str, ...]) -> d
     def run(mod: FusionModule) -> dict[str, jax.Array]:
         mu, lv = mod.posterior(batch, use=use)
         rec = mod.reconstruction_nll(mu, batch)
-        pred = mod.cxr_dec(mu)
+        pred = mod.decode_cxr(mu, batch)
         target = batch["cxr_target"]
         cos = (pred * target).sum(-1) / (jnp.linalg.norm(pred, axis=-1) * jnp.linalg.norm(target, axis=-1) + 1e-6)
         return {"nll_cxr": rec["cxr"], "nll_clinical": rec["clinical"], "kl": kl_standard_normal(mu, lv),
-                "cos": cos, "pred": mod.clin_dec(mu)}
+                "cos": cos, "pred": mod.decode_clinical(mu, batch)}
     return nn.apply(run, module)({"params": params})
 
 

@@ -6,7 +6,14 @@ Batch layout (every array has the batch axis first, see :func:`fusion.model.make
   ``cxr_target`` (B, D) standardized mean token (what the CXR decoder reconstructs),
   ``cxr_present`` (B,) float32;
 * ``clin_values`` (B, C) float32, ``clin_mask`` (B, C) float32, ``clin_present`` (B,) float32;
+* ``cov`` (B, K) float32 one-hot covariates (site, ...; all zero = unknown), only when the module has
+  ``covariate_sizes``;
 * ``weight`` (B,) float32: 1 for real rows, 0 for padding rows.
+
+Covariates (scVI's "batch") are concatenated to the latent at the input of both decoders, so the
+decoders explain their effects and the latent need not encode them; with ``condition_encoders``
+the encoders see them too. :func:`elbo_loss` can add an MMD penalty between the latents of each
+covariate level and the rest of the batch.
 
 The joint posterior is a product of Gaussian experts including the standard-normal prior expert;
 a modality a patient lacks is left out of the product, so a patient with no data at all gets the
@@ -100,6 +107,8 @@ class FusionModule(nn.Module):
     heads: int = 4
     pooling: str = "attention"
     cxr_likelihood: str = "gaussian"
+    covariate_sizes: tuple[int, ...] = ()     # one-hot widths of the covariates (empty: none)
+    condition_encoders: bool = False
 
     def setup(self) -> None:
         body = [self.hidden] * self.n_layers
@@ -114,12 +123,31 @@ class FusionModule(nn.Module):
         self.cxr_logsigma = self.param("cxr_logsigma", nn.initializers.zeros, (max(self.cxr_dim, 1),))
 
     # --------------------------------------------------------------- inference
+    def _with_covariates(self, x: jax.Array, batch: dict[str, jax.Array], key: str = "cov") -> jax.Array:
+        return jnp.concatenate([x, batch[key]], -1) if self.covariate_sizes else x
+
+    def decode_cxr(self, z: jax.Array, batch: dict[str, jax.Array]) -> jax.Array:
+        """Latent (B, latent_dim) [+ covariates] -> predicted standardized mean CXR token (B, cxr_dim)."""
+        return self.cxr_dec(self._with_covariates(z, batch))
+
+    def decode_clinical(self, z: jax.Array, batch: dict[str, jax.Array]) -> jax.Array:
+        """Latent (B, latent_dim) [+ covariates] -> clinical decoder outputs (B, layout.width)."""
+        return self.clin_dec(self._with_covariates(z, batch))
+
     def experts(self, batch: dict[str, jax.Array]) -> dict[str, tuple[jax.Array, jax.Array, jax.Array]]:
-        """Per-modality experts ``{name: (mu, logvar, present)}`` (B, latent_dim) each."""
+        """Per-modality experts ``{name: (mu, logvar, present)}`` (B, latent_dim) each.
+
+        Conditioned encoders read ``batch["cov_enc"]`` when present (training: covariates with dropout), else ``cov``.
+        """
+        enc_key = "cov_enc" if "cov_enc" in batch else "cov"
         pooled = self.cxr_pool(batch["cxr"], batch["cxr_tokens"])
+        if self.condition_encoders:
+            pooled = self._with_covariates(pooled, batch, enc_key)
         cxr_mu, cxr_lv = self.cxr_head(nn.gelu(self.cxr_body(pooled)))
         on = batch["clin_mask"] > 0
         clin_in = jnp.concatenate([jnp.where(on, batch["clin_values"], 0.0), on.astype(jnp.float32)], -1)
+        if self.condition_encoders:
+            clin_in = self._with_covariates(clin_in, batch, enc_key)
         clin_mu, clin_lv = self.clin_head(nn.gelu(self.clin_body(clin_in)))
         return {"cxr": (cxr_mu, cxr_lv, batch["cxr_present"]),
                 "clinical": (clin_mu, clin_lv, batch["clin_present"])}
@@ -133,8 +161,8 @@ class FusionModule(nn.Module):
     # --------------------------------------------------------------- generative
     def reconstruction_nll(self, z: jax.Array, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """Per-patient negative log-likelihoods ``{"cxr": (B,), "clinical": (B,)}`` of the observed data."""
-        return {"cxr": self._cxr_nll(self.cxr_dec(z), batch) * batch["cxr_present"],
-                "clinical": self._clinical_nll(self.clin_dec(z), batch)}
+        return {"cxr": self._cxr_nll(self.decode_cxr(z, batch), batch) * batch["cxr_present"],
+                "clinical": self._clinical_nll(self.decode_clinical(z, batch), batch)}
 
     def _cxr_nll(self, pred: jax.Array, batch: dict[str, jax.Array]) -> jax.Array:
         target = batch["cxr_target"]
@@ -187,19 +215,46 @@ def kl_weight(step: jax.Array, *, beta: float, warmup_steps: int) -> jax.Array:
     return beta * jnp.minimum(1.0, step.astype(jnp.float32) / warmup_steps)
 
 
+def mmd_penalty(z: jax.Array, cov: jax.Array, weight: jax.Array, sizes: Sequence[int]) -> jax.Array:
+    """Sum over covariate levels of the squared MMD between the latents (B, d) of that level and the rest.
+
+    Gaussian kernels with squared bandwidths d x (0.25, 1, 4) (the latent is about N(0, I)); rows
+    weighted by ``weight``; a level absent from the batch (or holding all of it) adds 0.
+    """
+    d2 = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+    kernel = sum(jnp.exp(-d2 / (z.shape[-1] * bw)) for bw in (0.25, 1.0, 4.0))
+    total, start = jnp.zeros(()), 0
+    for size in sizes:
+        for level in range(start, start + size):
+            a, b = weight * cov[:, level], weight * (1.0 - cov[:, level])
+            na, nb = a.sum(), b.sum()
+            a, b = a / jnp.maximum(na, 1e-6), b / jnp.maximum(nb, 1e-6)
+            mmd = a @ kernel @ a + b @ kernel @ b - 2.0 * a @ kernel @ b
+            total = total + jnp.where((na > 0) & (nb > 0), mmd, 0.0)
+        start += size
+    return total
+
+
 def elbo_loss(module: FusionModule, params: dict, batch: dict[str, jax.Array], rng: jax.Array, step: jax.Array, *,
               beta: float, warmup_steps: int, unimodal_elbo: bool, cxr_weight: float = 1.0,
-              clinical_weight: float = 1.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+              clinical_weight: float = 1.0, unknown_dropout: float = 0.0,
+              penalty_weight: float = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Weighted mean negative ELBO over the batch (+ the single-modality ELBOs when ``unimodal_elbo``).
 
     Each subset's posterior reconstructs every modality the patient has (cross-modal terms), which
     trains the single-modality experts to stand in for the joint one when a modality is missing.
+    With covariates: conditioned encoders see them with probability ``1 - unknown_dropout`` per
+    patient (else the all-zero "unknown" code); ``penalty_weight`` > 0 adds that times
+    :func:`mmd_penalty` of the joint posterior sample.
     Returns ``(loss, metrics)`` with the joint ELBO's parts as per-patient weighted means.
     """
     subsets = [("cxr", "clinical")] + ([("cxr",), ("clinical",)] if unimodal_elbo else [])
     beta_t = kl_weight(step, beta=beta, warmup_steps=warmup_steps)
     w = batch["weight"]
     denom = jnp.maximum(w.sum(), 1.0)
+    if module.covariate_sizes and module.condition_encoders and unknown_dropout > 0:
+        keep = jax.random.uniform(jax.random.fold_in(rng, len(subsets)), w.shape) >= unknown_dropout
+        batch = {**batch, "cov_enc": batch["cov"] * keep[:, None]}
 
     def terms(mod: FusionModule) -> list[tuple[jax.Array, dict[str, jax.Array], jax.Array]]:
         ex = mod.experts(batch)
@@ -211,15 +266,18 @@ def elbo_loss(module: FusionModule, params: dict, batch: dict[str, jax.Array], r
             rec = mod.reconstruction_nll(z, batch)
             # a subset none of whose modalities the patient has is just the prior: skip it
             has = jnp.max(jnp.stack([e[2] for e in chosen]), axis=0)
-            out.append((has, rec, kl_standard_normal(mu, lv)))
+            out.append((has, rec, kl_standard_normal(mu, lv), z))
         return out
 
     parts = nn.apply(terms, module)({"params": params})
     loss = jnp.zeros(())
-    for has, rec, kl in parts:
+    for has, rec, kl, _ in parts:
         per = cxr_weight * rec["cxr"] + clinical_weight * rec["clinical"] + beta_t * kl
         loss = loss + (w * has * per).sum() / denom
-    _, rec, kl = parts[0]
+    has, rec, kl, z = parts[0]
     metrics = {"rec_cxr": (w * rec["cxr"]).sum() / denom, "rec_clinical": (w * rec["clinical"]).sum() / denom,
                "kl": (w * kl).sum() / denom, "beta": beta_t}
+    if module.covariate_sizes and penalty_weight > 0:
+        metrics["mmd"] = mmd_penalty(z, batch["cov"], w * has, module.covariate_sizes)
+        loss = loss + penalty_weight * metrics["mmd"]
     return loss, metrics

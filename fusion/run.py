@@ -41,7 +41,8 @@ def run_fusion(cfg: FusionConfig, *, cohort: Path, store: Path, selection: Path 
     out = check_output_dir(output_folder(Path(out)), what="fusion output folder")
     model, augmentation = resolve_cxr_model(cfg.cxr.model, cfg.cxr.augmentation, selection, key="cxr.model")
     data = load_patient_data(cohort, store, model=model, augmentation=augmentation, serial=cfg.cxr.serial,
-                             window_days=cfg.cxr.window_days, max_images=cfg.cxr.max_images)
+                             window_days=cfg.cxr.window_days, max_images=cfg.cxr.max_images,
+                             covariates=cfg.covariates)
     split = split_patients(data.patient_ids, val_fraction=cfg.split.val_fraction,
                            test_fraction=cfg.split.test_fraction, seed=cfg.seed)
     vae = FusionVAE(cfg)
@@ -59,6 +60,7 @@ def run_fusion(cfg: FusionConfig, *, cohort: Path, store: Path, selection: Path 
         raise FloatingPointError(
             f"the VAE gave non-finite latents for {int(bad.sum())} patient(s), e.g. {data.patient_ids[bad][:5].tolist()}: "
             f"check their embeddings ({model}) and clinical values in {cohort}, or lower train.learning_rate")
+    _warn_unknown_covariates(vae, data, split["train"])
     informed = vae.informed(data)
     if not informed.all():
         log.warning("%d patient(s) have no CXR in the window and no clinical value the model uses; their latent is "
@@ -79,6 +81,9 @@ def run_fusion(cfg: FusionConfig, *, cohort: Path, store: Path, selection: Path 
     }
     figures = out / "figures"
     plot_loss_curves(result.history, figures / "loss_curves.png")
+    if cfg.covariates:
+        metrics["covariates"] = {"levels": vae.covariates.levels, "conditioning": cfg.conditioning.model_dump(),
+                                 "probes": _probe_covariates(cfg, data, split, latent)}
     probes = _probe_all(cfg, data, split, vae, latent)
     if probes:
         metrics["probes"] = probes
@@ -123,6 +128,28 @@ def _probe_all(cfg: FusionConfig, data: PatientData, split: dict[str, np.ndarray
                             for kind in ev.probes}
                     for space, z in spaces.items()}
     return out
+
+
+def _warn_unknown_covariates(vae: FusionVAE, data: PatientData, train_idx: np.ndarray) -> None:
+    """Log the patients outside training whose covariate level is missing or was not seen in training."""
+    if not vae.covariates.width:
+        return
+    rest = np.setdiff1d(np.arange(len(data)), train_idx)
+    _, unknown = vae.covariates.transform(data.covariates.iloc[rest])
+    if unknown:
+        log.warning("%d patient(s) outside training have a covariate level missing or unseen in training (levels: %s); "
+                    "they get a latent from the encoders with the covariates marked unknown", unknown,
+                    vae.covariates.levels)
+
+
+def _probe_covariates(cfg: FusionConfig, data: PatientData, split: dict[str, np.ndarray], latent: np.ndarray) -> dict:
+    """Held-out logistic probe (balanced accuracy) of each covariate from the joint latent: what the latent still encodes."""
+    if not len(split["test"]):
+        return {}
+    train_idx = np.concatenate([split["train"], split["val"]])
+    return {name: probe_latent(latent, data.covariates[name].to_numpy(dtype=object), train_idx=train_idx,
+                               test_idx=split["test"], kind="logistic", seed=cfg.seed)
+            for name in cfg.covariates}
 
 
 def _run_survival_if_enabled(cfg: FusionConfig, *, model: str, augmentation: str, **inputs: Path | None) -> dict | None:

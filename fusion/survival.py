@@ -622,7 +622,8 @@ def run_survival(cfg: SurvivalConfig, *, cohort: Path, store: Path | None, selec
     model, augmentation = _resolve_model(cfg, store, selection)
     n_slots = _max_images_per_patient(Path(cohort))
     data = load_patient_data(cohort, store if model else None, model=model, augmentation=augmentation,
-                             serial="all", max_images=n_slots)
+                             serial="all", max_images=n_slots,
+                             covariates=fusion.covariates if tok.latent == "joint" and fusion else ())
     serial = landmark_images(data, landmark_days=tok.landmark_days, max_images=tok.max_images,
                              unknown_offset=tok.unknown_offset)
     x, xmask, days = serial.tokens(tok.cxr_tokens)

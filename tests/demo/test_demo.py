@@ -22,7 +22,7 @@ from cohorts.demo import FEATURES, IL6_MEDIAN, LABELS, clinical_schema, generate
 
 from .conftest import zone_means
 
-MANIFEST_COLUMNS = ["image_id", "patient_id", "study_id", "path", "view", "offset_days", *LABELS]
+MANIFEST_COLUMNS = ["image_id", "patient_id", "study_id", "path", "view", "site", "offset_days", *LABELS]
 
 
 def _hashes(raw: Path) -> dict[str, str]:
@@ -117,7 +117,8 @@ def test_clinical_table_matches_its_schema(demo_300: Path) -> None:
     keys = {"type", "role", "unit", "min", "max", "categories", "description"}
     for name, spec in cols.items():
         assert set(spec) == keys, name
-        assert spec["type"] in {"continuous", "binary", "categorical"} and spec["role"] in {"feature", "outcome", "id", "truth"}
+        assert spec["type"] in {"continuous", "binary", "categorical"} and \
+            spec["role"] in {"feature", "outcome", "id", "truth", "covariate"}
         values = clinical[name].dropna()
         if spec["type"] == "binary":
             assert set(values) <= {0, 1}, name
@@ -127,6 +128,7 @@ def test_clinical_table_matches_its_schema(demo_300: Path) -> None:
             assert set(values) <= set(spec["categories"]), name
     roles = {name: spec["role"] for name, spec in cols.items()}
     assert roles["patient_id"] == "id" and roles["true_subtype"] == "truth" and roles["true_severity"] == "truth"
+    assert roles["site"] == "covariate"
     assert {n for n, r in roles.items() if r == "outcome"} == {"time", "event"}
     assert {n for n, r in roles.items() if r == "feature"} == set(FEATURES)
     assert cols["pf_ratio"]["unit"] == "mmHg" and cols["il6"]["unit"] == "pg/mL"
@@ -151,11 +153,11 @@ def test_label_prevalence_and_subtype_proportions(demo_300: Path) -> None:
 def test_missingness(demo_300: Path) -> None:
     _, clinical, _ = _tables(demo_300)
     missing = clinical[list(FEATURES)].isna().mean()
-    assert missing[["il6", "il8"]].between(0.2, 0.4).all()
-    assert missing["bicarbonate"] >= 0.15 and missing["lactate"] >= 0.2
+    assert missing[["il6", "il8"]].between(0.2, 0.55).all()               # site B has no biomarker sub-study
+    assert missing["bicarbonate"] >= 0.05 and missing["lactate"] >= 0.2
     assert (clinical["il6"].isna() == clinical["il8"].isna()).all()        # one biomarker panel
     no_values = clinical[list(FEATURES)].isna().all(axis=1).mean()
-    assert 0.02 <= no_values <= 0.12
+    assert 0.003 <= no_values <= 0.08
     on_pressors = clinical["vasopressors"] == 1                            # MAR: lactate drawn in shock
     assert clinical.loc[~on_pressors & clinical["vasopressors"].notna(), "lactate"].isna().mean() > \
         clinical.loc[on_pressors, "lactate"].isna().mean() + 0.1
