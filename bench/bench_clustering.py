@@ -178,7 +178,7 @@ def run_ours(data: Path, *, umap: bool, umap_max: int, exact_max_n: int | None, 
         out["ari_leidenalg"] = float(adjusted_rand_score(truth, lab2))
     if sweep:
         t = time.perf_counter()
-        res = leiden_sweep(adj, LeidenConfig(n_seeds=3, n_subsamples=2), seed=0)
+        res = leiden_sweep(adj, LeidenConfig(n_seeds=3, n_subsamples=2), rep=knn.rep, knn_cfg=knn_cfg, seed=0)
         out["sweep_s"] = time.perf_counter() - t
         out["sweep_resolution"] = res.resolution
         out["sweep_ari"] = float(adjusted_rand_score(truth, res.labels))

@@ -138,7 +138,7 @@ def model_view(name: str, x: np.ndarray, cfg: CompareConfig) -> ModelView:
     t0 = time.perf_counter()
     knn = build_knn(x, cfg.knn, seed=cfg.seed)
     adj = connectivities(knn)
-    leiden = sweep(adj, cfg.leiden, seed=cfg.seed)
+    leiden = sweep(adj, cfg.leiden, rep=knn.rep, knn_cfg=cfg.knn, seed=cfg.seed)
     if cfg.umap.enabled:
         coords, how = umap_layout(knn.rep, knn, leiden.labels, cfg.umap, cfg.knn, seed=cfg.seed, graph=adj)
     else:

@@ -36,7 +36,7 @@ for path, exact_max_n in (("exact", 50_000), ("ivf", 500)):
                                            "leiden": {"n_seeds": 2, "n_subsamples": 2}, "umap": {"n_epochs": 60}})
     knn = build_knn(x, cfg.knn, seed=0, progress=False)
     adj = connectivities(knn)
-    lr = sweep(adj, cfg.leiden, seed=0, progress=False)
+    lr = sweep(adj, cfg.leiden, rep=knn.rep, knn_cfg=cfg.knn, seed=0, progress=False)
     coords, _ = umap_layout(knn.rep, knn, lr.labels, cfg.umap, cfg.knn, seed=0, graph=adj)
     out[path] = {"method": knn.method, "pca": digest(knn.rep), "indices": digest(knn.indices),
                  "distances": digest(knn.distances), "labels": digest(lr.labels), "umap": digest(coords)}
