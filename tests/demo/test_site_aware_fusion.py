@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import zarr
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 from sklearn.mixture import GaussianMixture
 
@@ -21,6 +20,7 @@ from embedders.config import EmbeddersConfig
 from embedders.run import run_embedders
 from fusion.config import FusionConfig, load_fusion_config
 from fusion.data import load_patient_data, split_patients
+from fusion.latents import read_informed, read_latents
 from fusion.model import FusionVAE
 from fusion.run import run_fusion
 
@@ -56,10 +56,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out: dict = {"root": root, "store": store, "clinical": clinical}
     for name, covariates in (("on", ["site"]), ("off", [])):
         run_fusion(_config(covariates), cohort=root / "cohorts", store=store, out=root / f"fusion_{name}")
-        lat = zarr.open_group(str(root / f"fusion_{name}" / "latents.zarr"), mode="r")
-        informed = np.asarray(lat["informed"][:])
-        ids = np.asarray(lat["ids"][:]).astype(str)[informed]
-        out[name] = (ids, np.asarray(lat["latent"][:])[informed])
+        path = root / f"fusion_{name}" / "latents.zarr"
+        ids, latent, _ = read_latents(path)
+        informed = read_informed(path)
+        out[name] = (ids[informed], latent[informed])
     return out
 
 
