@@ -59,7 +59,9 @@ else:
     from fusion.survival import run_survival
     from fusion.survival_config import SurvivalConfig
     cohort, store = conf.write_toy_cohort(root)
-    cfg = SurvivalConfig.model_validate({"tokens": {"cxr_model": "toy", "latent": "none"}})
+    # one head per fold and no linear start: no discrete choice that float rounding across devices could flip
+    cfg = SurvivalConfig.model_validate({"tokens": {"cxr_model": "toy", "latent": "none"},
+                                         "head": {"ensemble": 1, "linear_skip": False}})
     paths = run_survival(cfg, cohort=cohort, store=store, selection=None, latents=None, out=out / "surv")
     import pandas as pd
     risk = pd.read_parquet(paths["risk"])
