@@ -6,7 +6,7 @@ TORCH_WHEEL := $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl)
 CONFIG ?= configs/demo.yaml
 OUT ?= runs/demo
 
-.PHONY: env demo run test bench clean
+.PHONY: env demo run test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,14 @@ run: demo
 
 test: env
 	$(BIN)/python -m pytest
+
+# the suite without the end-to-end runs marked slow (minutes each)
+test-fast: env
+	$(BIN)/python -m pytest -m "not slow"
+
+# ruff with the rules in pyproject.toml ([tool.ruff.lint]); CI requires zero findings
+lint: env
+	$(BIN)/ruff check .
 
 bench: env
 	$(BIN)/uv pip install -q --python $(BIN)/python -e ".[dev,bench]"

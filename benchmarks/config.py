@@ -94,7 +94,7 @@ class LabelNoiseConfig(StrictModel):
     fractions: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.4])
 
     @model_validator(mode="after")
-    def _check(self) -> "LabelNoiseConfig":
+    def _check(self) -> LabelNoiseConfig:
         bad = [f for f in self.fractions if not 0.0 <= f < 0.5]
         if bad:
             raise ValueError(f"label_noise.fractions must lie in [0, 0.5), got {bad}")
@@ -123,7 +123,7 @@ class EfficiencyConfig(StrictModel):
     repeats: int = Field(3, ge=1)   # seeded subsets per fraction below 1
 
     @model_validator(mode="after")
-    def _check(self) -> "EfficiencyConfig":
+    def _check(self) -> EfficiencyConfig:
         bad = [f for f in self.fractions if not 0.0 < f <= 1.0]
         if bad:
             raise ValueError(f"efficiency.fractions must lie in (0, 1], got {bad}")
@@ -155,7 +155,7 @@ class BenchmarksConfig(StrictModel):
     efficiency: EfficiencyConfig = Field(default_factory=EfficiencyConfig)
 
     @model_validator(mode="after")
-    def _check(self) -> "BenchmarksConfig":
+    def _check(self) -> BenchmarksConfig:
         unknown = sorted(set(self.train_augmentations or ()) - set(AUGMENTATIONS))
         if unknown:
             raise ValueError(f"train_augmentations: unknown {unknown}; allowed {list(AUGMENTATIONS)}")

@@ -47,7 +47,7 @@ def corrected_repeated_interval(values: np.ndarray, *, n_train: float, n_test: f
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     mean, sd = float(v.mean()), float(v.std(ddof=1))
-    half = float(stats.t.ppf((1 + level) / 2, len(v) - 1)) * np.sqrt((1 / len(v) + n_test / n_train)) * sd
+    half = float(stats.t.ppf((1 + level) / 2, len(v) - 1)) * np.sqrt(1 / len(v) + n_test / n_train) * sd
     return mean, sd, max(0.0, mean - half), min(1.0, mean + half)
 
 

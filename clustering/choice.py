@@ -10,8 +10,8 @@ reported as subtypes. Their agreement (ARI) is reported.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp

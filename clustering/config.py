@@ -46,7 +46,7 @@ class LeidenConfig(StrictModel):
         "admissible resolutions also lie within this of the most stable one (with 2..max clusters)"))
 
     @model_validator(mode="after")
-    def _check(self) -> "LeidenConfig":
+    def _check(self) -> LeidenConfig:
         if not self.resolutions or any(r <= 0 for r in self.resolutions):
             raise ValueError("resolutions must be a non-empty list of positive numbers")
         if self.max_clusters < self.min_clusters:
@@ -116,7 +116,7 @@ class ValidityConfig(StrictModel):
     alpha: float = Field(0.05, gt=0.0, lt=1.0, description="significance level of the survival and selection checks")
 
     @model_validator(mode="after")
-    def _check(self) -> "ValidityConfig":
+    def _check(self) -> ValidityConfig:
         pairs = [("site_ami", self.site_ami_warn <= self.site_ami_fail),
                  ("site_auroc", self.site_auroc_warn <= self.site_auroc_fail),
                  ("stability_mean", self.stability_mean_warn >= self.stability_mean_fail),
@@ -192,7 +192,7 @@ class ClusteringConfig(StrictModel):
     validity: ValidityConfig = Field(default_factory=ValidityConfig)
 
     @model_validator(mode="after")
-    def _check_labels(self) -> "ClusteringConfig":
+    def _check_labels(self) -> ClusteringConfig:
         if self.labels == "gmm" and not self.gmm.enabled:
             raise ValueError("labels: gmm needs gmm.enabled: true")
         return self

@@ -21,8 +21,8 @@ import hmac
 import os
 import re
 import secrets
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -175,7 +175,7 @@ class Pseudonymizer:
         self._key, self.raw = key, raw
 
     @classmethod
-    def from_key_file(cls, path: Path, *, raw: bool = False) -> "Pseudonymizer":
+    def from_key_file(cls, path: Path, *, raw: bool = False) -> Pseudonymizer:
         """Read the hex key at ``path``, creating it (random 256 bits, owner-only permissions) when absent."""
         path = Path(path)
         if not path.is_file():

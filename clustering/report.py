@@ -11,7 +11,6 @@ import html
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 import pandas as pd
 
@@ -47,7 +46,7 @@ _WARNING_SENTENCES = (
     (re.compile(r"separation|perfectly predict", re.I),
      "A subtype separates events from non-events almost perfectly, so its hazard ratio is not estimable."),
 )
-TableSpec = Union[tuple[str, pd.DataFrame], tuple[str, pd.DataFrame, str]]
+TableSpec = tuple[str, pd.DataFrame] | tuple[str, pd.DataFrame, str]
 
 
 

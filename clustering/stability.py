@@ -16,8 +16,8 @@ that drew the point. It cannot be high where the resampling ARI is low (tested).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd

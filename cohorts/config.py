@@ -120,7 +120,7 @@ def load_stage_config(path: str | Path, model: type[T], *, section: str) -> T:
 def dump_config(cfg: BaseModel, path: str | Path) -> None:
     """Write the resolved config (all defaults filled in) as YAML."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    from .safeio import write_text   # safeio imports this module
+    from .safeio import write_text  # safeio imports this module
 
     write_text(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
@@ -290,7 +290,7 @@ class CohortsConfig(StrictModel):
     overview: bool = True
 
     @model_validator(mode="after")
-    def _unique_datasets(self) -> "CohortsConfig":
+    def _unique_datasets(self) -> CohortsConfig:
         kinds = [s.kind for s in self.sources if s.kind not in ("csv", "emory")]
         dup = sorted({k for k in kinds if kinds.count(k) > 1})
         if dup:

@@ -115,7 +115,7 @@ def check_image_files(df: pd.DataFrame, *, verify: bool) -> tuple[pd.DataFrame, 
     reasons = pd.Series(pd.NA, index=df.index, dtype="string")
     reasons[~exists] = "file not found"
     if verify:
-        from .images import ImageError, load_image   # image I/O is only needed when verifying
+        from .images import ImageError, load_image  # image I/O is only needed when verifying
 
         todo = df.index[has_path & exists]
         for idx in tqdm(todo, desc="verify images", unit="img", disable=len(todo) < 100):

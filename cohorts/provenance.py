@@ -47,7 +47,7 @@ def sha256_json(obj: Any) -> str:
 
 def now_iso() -> str:
     """Current UTC time, ISO 8601."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def write_run_record(out_dir: str | Path, cfg: BaseModel, *, stage: str, extra: dict[str, Any] | None = None) -> Path:

@@ -21,9 +21,10 @@ import signal
 import socket
 import sys
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 
@@ -196,7 +197,7 @@ def _acquire(lock: Path, me: dict[str, Any]) -> None:
                     pass
                 continue
             raise RunLockedError(f"{lock.parent} is in use by another run (pid {pid} on host {host}, since "
-                                 f"{owner.get('started')}); wait for it to finish or choose another --out")
+                                 f"{owner.get('started')}); wait for it to finish or choose another --out") from None
         with os.fdopen(fd, "w") as fh:
             fh.write(json.dumps(me))
         return

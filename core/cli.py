@@ -19,7 +19,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from .logs import REPEATS, deduplicate, progress_to_terminal_only
 

@@ -1,7 +1,7 @@
 """Kaplan-Meier curves with the number-at-risk table under the axes, the way clinical papers show them."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

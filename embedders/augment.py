@@ -12,7 +12,8 @@ The store keeps one group per augmentation so that benchmarks use augmented rows
 """
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 from skimage.transform import rotate

@@ -15,9 +15,9 @@ which raise :class:`WeightsError` with a message that says what to do.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -74,7 +74,7 @@ class Embedder(abc.ABC):
         own size, e.g. CXR Foundation, return the list)."""
         return torch.stack(items)
 
-    def to(self, device: str | torch.device = "cpu", *, half: bool = False) -> "Embedder":
+    def to(self, device: str | torch.device = "cpu", *, half: bool = False) -> Embedder:
         """Move the model (if any) to ``device``; ``half`` enables float16 on GPU only."""
         self.device = torch.device(device)
         self.half = bool(half and self.device.type == "cuda")

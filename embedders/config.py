@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from cohorts.config import StrictModel, load_stage_config
+
 from .augment import AugmentationName
 
 
@@ -42,7 +43,7 @@ class PrecomputedSpec(StrictModel):
     patient_table: Path | None = None           # .csv/.parquet with id_column and patient_column (e.g. MIMIC metadata)
 
     @model_validator(mode="after")
-    def _check_patients(self) -> "PrecomputedSpec":
+    def _check_patients(self) -> PrecomputedSpec:
         if isinstance(self.token_shape, list) and (not self.token_shape or min(self.token_shape) < 1):
             raise ValueError(f"token_shape must be positive sizes like [32, 768], got {self.token_shape}")
         if self.patient_table is not None and self.patient_column is None:
@@ -75,7 +76,7 @@ class EmbeddersConfig(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _unique_names(self) -> "EmbeddersConfig":
+    def _unique_names(self) -> EmbeddersConfig:
         names = [m.name for m in self.models] + [p.name for p in self.precomputed]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from cohorts.images import ImageError, load_image
+
 from .augment import augment
 from .base import Embedder
 from .errors import ErrorRow, error_row

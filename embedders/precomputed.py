@@ -37,6 +37,7 @@ import pandas as pd
 import zarr
 
 from cohorts.provenance import library_versions, now_iso, sha256_file
+
 from .augment import AUGMENTATIONS
 from .config import PrecomputedSpec
 from .errors import append_errors, error_row

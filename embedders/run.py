@@ -29,9 +29,10 @@ import torch
 import zarr
 
 from cohorts.config import ConfigError
-from core import cli
 from cohorts.provenance import library_versions, now_iso, sha256_file, write_run_record
 from cohorts.safeio import check_output_dir, locked_output, relative_path
+from core import cli
+
 from .base import get_embedder
 from .config import EmbeddersConfig, ModelSpec, load_embedders_config
 from .errors import append_errors, finalize_errors
@@ -121,7 +122,7 @@ def run_embedders(cfg: EmbeddersConfig, *, manifest: Path, store: Path, out: Pat
     summary: dict[str, dict[str, Any]] = {}
     client = cluster = None
     if cfg.models and (cfg.workers or cfg.scheduler):
-        from .distributed import start_client      # imported only when used (dask.distributed is slow to import)
+        from .distributed import start_client  # imported only when used (dask.distributed is slow to import)
         client, cluster = start_client(workers=cfg.workers, scheduler=cfg.scheduler)
     try:
         for spec in cfg.models:

@@ -122,7 +122,7 @@ class ClinicalEncoder:
 
     # ------------------------------------------------------------------ fit / transform
     def fit(self, table: pd.DataFrame, schema: dict[str, ColumnSpec], *,
-            columns: list[str] | None = None, exclude: list[str] = ()) -> "ClinicalEncoder":
+            columns: list[str] | None = None, exclude: list[str] = ()) -> ClinicalEncoder:
         """Learn means/SDs and category lists from ``table`` (training rows only).
 
         ``columns`` defaults to every ``role == "feature"`` column of ``schema``. Columns named in
@@ -228,7 +228,7 @@ class ClinicalEncoder:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "ClinicalEncoder":
+    def load(cls, path: str | Path) -> ClinicalEncoder:
         """Read an encoder written by :meth:`save`."""
         raw = json.loads(Path(path).read_text())
         enc = cls(out_of_range=raw["out_of_range"])

@@ -29,7 +29,7 @@ class CXRInputConfig(StrictModel):
     likelihood: Literal["gaussian", "cosine"] = "gaussian"
 
     @model_validator(mode="after")
-    def _window_ordered(self) -> "CXRInputConfig":
+    def _window_ordered(self) -> CXRInputConfig:
         lo, hi = self.window_days
         if lo > hi:
             raise ValueError(f"window_days must be [lo, hi] with lo <= hi, got {list(self.window_days)}")
@@ -87,7 +87,7 @@ class SplitConfig(StrictModel):
     test_fraction: float = Field(0.15, ge=0, lt=1)
 
     @model_validator(mode="after")
-    def _fractions(self) -> "SplitConfig":
+    def _fractions(self) -> SplitConfig:
         if self.val_fraction + self.test_fraction >= 0.9:
             raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
         return self
@@ -129,7 +129,7 @@ class FusionConfig(StrictModel):
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
 
     @model_validator(mode="after")
-    def _unique_covariates(self) -> "FusionConfig":
+    def _unique_covariates(self) -> FusionConfig:
         if len(set(self.covariates)) != len(self.covariates):
             raise ValueError(f"covariates must not repeat a column, got {self.covariates}")
         return self

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -64,7 +64,7 @@ class PatientData:
         """(N,) bool: at least one CXR embedding."""
         return self.cxr_mask.any(axis=1)
 
-    def subset(self, idx: np.ndarray) -> "PatientData":
+    def subset(self, idx: np.ndarray) -> PatientData:
         """Rows ``idx`` (integer positions) as a new PatientData."""
         idx = np.asarray(idx)
         return replace(

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -212,7 +212,7 @@ class FusionVAE:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> "FusionVAE":
+    def load(cls, directory: str | Path) -> FusionVAE:
         """Read a model written by :meth:`save`."""
         from fusion.config import load_fusion_config
 

@@ -23,7 +23,7 @@ the likelihood, so the loss and its gradient do not depend on them.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from cohorts.provenance import write_run_record
-from core import cli
 from cohorts.safeio import check_output_dir, locked_output, relative_path, write_text
+from core import cli
 from fusion.config import FusionConfig, load_fusion_config
 from fusion.data import PatientData, load_patient_data, resolve_cxr_model, split_patients
 from fusion.distributed import initialize, output_folder
@@ -159,7 +159,7 @@ def _run_survival_if_enabled(cfg: FusionConfig, *, model: str, augmentation: str
     """
     if not cfg.survival.enabled:
         return None
-    from fusion.survival import run_survival   # the head builds on this stage's latents
+    from fusion.survival import run_survival  # the head builds on this stage's latents
 
     survival = cfg.survival
     if survival.tokens.cxr and survival.tokens.cxr_model is None:

@@ -58,8 +58,7 @@ from cohorts.safeio import check_output_dir, locked_output, relative_path, write
 from core import cli
 from fusion.clinical import ClinicalEncoder, SchemaError
 from fusion.config import FusionConfig, load_fusion_config
-from fusion.cox import (binary_outcome_loss, bin_index, cox_loss, discrete_hazard_loss, discrete_hazard_risk,
-                        time_bins)
+from fusion.cox import bin_index, binary_outcome_loss, cox_loss, discrete_hazard_loss, discrete_hazard_risk, time_bins
 from fusion.data import PatientData, load_patient_data, resolve_cxr_model
 from fusion.latents import read_informed, read_latents
 from fusion.model import FusionVAE, informed_rows, make_loss_fn
@@ -196,7 +195,7 @@ class Preprocessor:
 
     @classmethod
     def fit(cls, data: PatientData, x: np.ndarray, xmask: np.ndarray, latent: np.ndarray, lat_ok: np.ndarray,
-            rows: np.ndarray, cfg: SurvivalConfig) -> "Preprocessor":
+            rows: np.ndarray, cfg: SurvivalConfig) -> Preprocessor:
         enc = ClinicalEncoder(out_of_range=cfg.tokens.out_of_range).fit(
             data.clinical.iloc[rows], data.schema, columns=cfg.tokens.clinical_columns,
             exclude=cfg.tokens.clinical_exclude)

@@ -25,7 +25,7 @@ class Endpoint(StrictModel):
     binary: str | None = None                # 0/1 outcome without times (logistic loss; C-index = AUROC)
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "Endpoint":
+    def _one_kind(self) -> Endpoint:
         timed = self.time is not None and self.event is not None
         if timed == (self.binary is not None) or (self.time is None) != (self.event is None):
             raise ValueError(f"endpoint '{self.name}': give either both `time` and `event`, or `binary`")
@@ -136,7 +136,7 @@ class SurvivalConfig(StrictModel):
     @field_validator("train")
     @classmethod
     def _train_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from fusion.config import TrainConfig   # deferred: fusion.config imports this module
+        from fusion.config import TrainConfig  # deferred: fusion.config imports this module
 
         TrainConfig(**{**HEAD_TRAIN_DEFAULTS, **value})
         return value

@@ -14,14 +14,25 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from fusion.survival_config import SurvivalConfig
-from fusion.survival_metrics import (antolini_c, binary_c, bootstrap, calibration_error, calibration_table,
-                                     harrell_c, integrated_brier, td_auroc, time_grid, uno_c)
+from fusion.survival_metrics import (
+    antolini_c,
+    binary_c,
+    bootstrap,
+    calibration_error,
+    calibration_table,
+    harrell_c,
+    integrated_brier,
+    td_auroc,
+    time_grid,
+    uno_c,
+)
 
 MIN_EVENTS = 10            # fewer events: the endpoint is flagged `few_events`
 ANTOLINI_POINTS = 200      # quantiles of the event times at which curves are read for Antolini's C

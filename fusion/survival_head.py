@@ -29,7 +29,8 @@ A patient without any token gets the output of the zero vector (the bias).
 """
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import flax.linen as nn
 import jax

@@ -20,7 +20,6 @@ from scipy.optimize import minimize
 
 from fusion.survival_head import SurvivalHead
 
-
 BUCKET = 256   # rows are padded to a multiple of this (weight 0), so folds of similar size share one program
 
 

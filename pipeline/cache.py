@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from cohorts.provenance import now_iso, sha256_json
 from cohorts.safeio import relative_path, write_json

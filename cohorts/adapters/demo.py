@@ -13,7 +13,7 @@ LABELS = ("Atelectasis", "Edema", "Effusion", "Opacity")
 
 def load_demo(cfg: DemoSource, *, out: Path) -> AdapterResult:
     """Generate the demo cohort under ``cfg.raw_dir`` (default ``out/raw``) and read it."""
-    from ..demo import generate_demo   # the generator is only needed for demo sources
+    from ..demo import generate_demo  # the generator is only needed for demo sources
 
     raw_dir = cfg.raw_dir if cfg.raw_dir is not None else out / "raw"
     generate_demo(raw_dir, n_patients=cfg.n_patients, seed=cfg.seed, image_size=cfg.image_size, sites=cfg.sites)

@@ -12,8 +12,8 @@ checkpoint's own preprocessing, and add a test that loads real weights and repro
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -91,7 +91,7 @@ class CNNEmbedder(Embedder):
         """``(H, W)`` in [0, 1] -> ``(3, S, S)`` as the checkpoint's own pipeline (8-bit PIL resize, /255, norm)."""
         return self.spec(image)
 
-    def to(self, device: str | torch.device = "cpu", *, half: bool = False) -> "CNNEmbedder":
+    def to(self, device: str | torch.device = "cpu", *, half: bool = False) -> CNNEmbedder:
         super().to(device, half=half)
         self.model.to(self.device, dtype=torch.float16 if self.half else torch.float32)
         return self

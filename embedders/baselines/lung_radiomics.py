@@ -126,7 +126,7 @@ class LungRadiomicsEmbedder(Embedder):
         """``(H, W)`` in [0, 1] -> ``(1, mask_size, mask_size)`` zero-padded square (the UNet's input)."""
         return square_input(image, size=self.mask_size)
 
-    def to(self, device: str | torch.device = "cpu", *, half: bool = False) -> "LungRadiomicsEmbedder":
+    def to(self, device: str | torch.device = "cpu", *, half: bool = False) -> LungRadiomicsEmbedder:
         super().to(device, half=False)
         self.unet.to(self.device)
         return self

@@ -121,7 +121,7 @@ class UNetEmbedder(Embedder):
         """``(H, W)`` in [0, 1] -> ``(1, 512, 512)`` padded square."""
         return square_input(image)
 
-    def to(self, device: str | torch.device = "cpu", *, half: bool = False) -> "UNetEmbedder":
+    def to(self, device: str | torch.device = "cpu", *, half: bool = False) -> UNetEmbedder:
         super().to(device, half=False)        # instance norms in float16 lose the small-width statistics
         self.model.to(self.device)
         return self

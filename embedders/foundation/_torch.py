@@ -26,7 +26,7 @@ class TorchImageEmbedder(Embedder):
         """``(H, W)`` float32 [0, 1] -> ``(3, S, S)`` float32 (see ``info.resize``)."""
         return self.spec(image)
 
-    def to(self, device: str | torch.device = "cpu", *, half: bool = False) -> "TorchImageEmbedder":
+    def to(self, device: str | torch.device = "cpu", *, half: bool = False) -> TorchImageEmbedder:
         """Move the model to ``device`` (float16 only on CUDA when ``half``)."""
         super().to(device, half=half)
         self.model.to(device=self.device, dtype=torch.float16 if self.half else torch.float32)

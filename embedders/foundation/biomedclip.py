@@ -19,10 +19,9 @@ import torch
 from transformers import ViTConfig, ViTModel
 
 from embedders.base import ModelInfo, register
-from embedders.preprocess import CLIP_MEAN, CLIP_STD, ImageSpec
 from embedders.foundation._torch import TorchImageEmbedder
-from embedders.foundation._weights import (WeightsMismatchError, load_strict, read_json, resolve_weights_dir,
-                                           weights_checksum)
+from embedders.foundation._weights import WeightsMismatchError, load_strict, read_json, resolve_weights_dir, weights_checksum
+from embedders.preprocess import CLIP_MEAN, CLIP_STD, ImageSpec
 
 CHECKPOINT = "open_clip_pytorch_model.bin"
 CONFIG = "open_clip_config.json"

@@ -22,10 +22,17 @@ import torch
 from transformers import Blip2QFormerConfig, Blip2QFormerModel, Blip2VisionConfig, Blip2VisionModel
 
 from embedders.base import ModelInfo, register
-from embedders.preprocess import CLIP_MEAN, CLIP_STD, ImageSpec, folder_image_spec
 from embedders.foundation._torch import TorchImageEmbedder
-from embedders.foundation._weights import (WeightsMismatchError, load_strict, read_json, read_safetensors,
-                                           resolve_weights_dir, safetensors_files, weights_checksum)
+from embedders.foundation._weights import (
+    WeightsMismatchError,
+    load_strict,
+    read_json,
+    read_safetensors,
+    resolve_weights_dir,
+    safetensors_files,
+    weights_checksum,
+)
+from embedders.preprocess import CLIP_MEAN, CLIP_STD, ImageSpec, folder_image_spec
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,15 @@ from safetensors.torch import load_file
 from transformers import Florence2VisionBackbone, Florence2VisionConfig
 
 from embedders.base import ModelInfo, register
-from embedders.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageSpec
 from embedders.foundation._torch import TorchImageEmbedder
-from embedders.foundation._weights import (WeightsMismatchError, load_strict, missing_weights, resolve_weights_dir,
-                                           weights_checksum)
+from embedders.foundation._weights import (
+    WeightsMismatchError,
+    load_strict,
+    missing_weights,
+    resolve_weights_dir,
+    weights_checksum,
+)
+from embedders.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImageSpec
 
 RELEASE = "2024.09.27"
 SPEC = ImageSpec(480, "squash", "bicubic", IMAGENET_MEAN, IMAGENET_STD)

@@ -15,10 +15,9 @@ import torch
 from transformers import Dinov2Model
 
 from embedders.base import ModelInfo, register
-from embedders.preprocess import ImageSpec, folder_image_spec
 from embedders.foundation._torch import TorchImageEmbedder
-from embedders.foundation._weights import (WeightsMismatchError, resolve_weights_dir, safetensors_files,
-                                           weights_checksum)
+from embedders.foundation._weights import WeightsMismatchError, resolve_weights_dir, safetensors_files, weights_checksum
+from embedders.preprocess import ImageSpec, folder_image_spec
 
 SPEC = ImageSpec(size=518, mode="shortest", resample="bicubic", mean=(0.5307,) * 3, std=(0.2583,) * 3,
                  crop_rounding="floor")

@@ -20,10 +20,18 @@ import torch
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
 from embedders.base import ModelInfo, register
-from embedders.preprocess import HALF, ImageSpec, folder_image_spec
 from embedders.foundation._torch import TorchImageEmbedder
-from embedders.foundation._weights import (WeightsMismatchError, load_strict, read_json, read_safetensors,
-                                           resolve_weights_dir, safetensors_files, strip_prefix, weights_checksum)
+from embedders.foundation._weights import (
+    WeightsMismatchError,
+    load_strict,
+    read_json,
+    read_safetensors,
+    resolve_weights_dir,
+    safetensors_files,
+    strip_prefix,
+    weights_checksum,
+)
+from embedders.preprocess import HALF, ImageSpec, folder_image_spec
 
 _HAI_DEF = "Health AI Developer Foundations terms of use; gated on Hugging Face (accept the terms first)"
 MEDSIGLIP_SPEC = ImageSpec(448, "squash", "bicubic", HALF, HALF)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from benchmarks.config import BenchmarksConfig
 from benchmarks.run import run_benchmarks
 from embedders.config import EmbeddersConfig

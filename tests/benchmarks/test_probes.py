@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from benchmarks.config import BenchmarksConfig
 from benchmarks.probes import TrainSet, choose_C, fit_predict, pool
-from sklearn.metrics import roc_auc_score
 
 
 def test_pooling():

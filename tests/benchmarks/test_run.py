@@ -82,7 +82,7 @@ def test_each_sampled_image_tested_once_missing_reported(run_out):
     oof = pd.read_parquet(out / "oof.parquet")
     missing = pd.read_csv(out / "missing.csv")
     assert len(missing) == 2 and set(missing.model) == {"tokens"}      # 1 image x 2 labels, not done in store
-    for (ds, lab, model, probe), rows in oof.groupby(["dataset", "label", "model", "probe"]):
+    for (ds, lab, _model, _probe), rows in oof.groupby(["dataset", "label", "model", "probe"]):
         assert rows.image_id.is_unique
         expected = set(sample[(sample.dataset == ds) & (sample.label == lab)].image_id) - set(missing.image_id)
         assert set(rows.image_id) == expected

@@ -20,12 +20,12 @@ def _hsic_cka(x: np.ndarray, y: np.ndarray) -> float:
     """Linear CKA from the n x n Gram matrices and the centring matrix (Kornblith et al. 2019, eq. 3)."""
     n = len(x)
     h = np.eye(n) - np.ones((n, n)) / n
-    k, l = x @ x.T, y @ y.T
+    gram_x, gram_y = x @ x.T, y @ y.T
 
     def hsic(a, b):
         return np.trace(a @ h @ b @ h)
 
-    return hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
+    return hsic(gram_x, gram_y) / np.sqrt(hsic(gram_x, gram_x) * hsic(gram_y, gram_y))
 
 
 def test_linear_cka_equals_gram_matrix_formula():

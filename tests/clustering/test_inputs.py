@@ -8,8 +8,8 @@ import pytest
 import zarr
 
 from clustering.inputs import InputError, load_cohort, load_points
-from fusion.latents import write_latents
 from embedders.store import open_store_for_writing, prepare_model_group, write_rows
+from fusion.latents import write_latents
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from clustering.config import ClusteringConfig
 from clustering.export import ExportError
 from clustering.run import run_clustering
 
-
 CFG = {"leiden": {"n_seeds": 3, "n_subsamples": 2, "resolutions": [0.1, 0.3, 1.0]}, "stability": {"n_resamples": 4},
        "export": {"columns": ["age", "sex", "label_Edema"]}, "studies": {"label_noise": True, "cross_dataset": True},
        "characterize": {"montage_per_subtype": 4}}

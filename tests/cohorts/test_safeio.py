@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cohorts.safeio import (FAULT_ENV, OutputPathError, RunLockedError, check_output_dir, os_error_line, run_lock,
-                            write_text)
+from cohorts.safeio import FAULT_ENV, OutputPathError, RunLockedError, check_output_dir, os_error_line, run_lock, write_text
 
 REPO = Path(__file__).resolve().parents[2]
 HOLD = ("import sys, time\nfrom cohorts.safeio import run_lock\nctx = run_lock(sys.argv[1])\nctx.__enter__()\n"

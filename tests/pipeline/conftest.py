@@ -1,14 +1,14 @@
 """Helpers for the end-to-end pipeline tests: shipped pipeline configs made smaller for tests."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
 
-from cohorts.config import read_yaml
-from cohorts.config import INCLUDE_KEY, deep_merge
+from cohorts.config import INCLUDE_KEY, deep_merge, read_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 

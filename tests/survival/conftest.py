@@ -66,8 +66,9 @@ def write_toy_cohort(root, *, n: int = 80, seed: int = 0):
         "time": time, "event": pd.array(event, dtype="Int8"),
         "death30": pd.array(event, dtype="Int8"), "true_severity": severity.round(3)})
     clinical.to_parquet(cohort / "clinical.parquet", index=False)
-    spec = lambda t, r, **kw: {"type": t, "role": r, "unit": kw.get("unit"), "min": kw.get("min"),
-                               "max": kw.get("max"), "categories": kw.get("categories"), "description": ""}
+    def spec(t, r, **kw):
+        return {"type": t, "role": r, "unit": kw.get("unit"), "min": kw.get("min"),
+                                   "max": kw.get("max"), "categories": kw.get("categories"), "description": ""}
     schema = {"patient_id": spec("categorical", "id"), "age": spec("continuous", "feature", unit="years", min=0, max=120),
               "sex": spec("categorical", "feature", categories=["F", "M"]), "marker": spec("binary", "feature"),
               "time": spec("continuous", "outcome", unit="days", min=0), "event": spec("binary", "outcome"),

@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 from lifelines.utils import concordance_index
 
-from fusion.cox import (binary_outcome_loss, bin_index, cox_loss, cox_partial_loglik, discrete_hazard_loss,
-                        time_bins)
+from fusion.cox import bin_index, binary_outcome_loss, cox_loss, cox_partial_loglik, discrete_hazard_loss, time_bins
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +90,8 @@ def test_padded_rows_are_ignored(rossi_xte, ties):
     e_p = np.concatenate([e, np.ones(pad)])
     mask = np.arange(len(t_p)) < len(t)
     order = rng.permutation(len(t_p))                          # padding interleaved with real rows
-    fn = lambda r: cox_loss(r, jnp.asarray(t_p[order]), jnp.asarray(e_p[order]), mask=jnp.asarray(mask[order]), ties=ties)
+    def fn(r):
+        return cox_loss(r, jnp.asarray(t_p[order]), jnp.asarray(e_p[order]), mask=jnp.asarray(mask[order]), ties=ties)
     full = cox_loss(jnp.asarray(eta), jnp.asarray(t), jnp.asarray(e), ties=ties)
     assert float(fn(jnp.asarray(eta_p[order]))) == pytest.approx(float(full), rel=1e-12)
     grad = np.asarray(jax.jit(jax.grad(fn))(jnp.asarray(eta_p[order])))

@@ -27,7 +27,8 @@ def test_loglik_equals_statsmodels_phreg_on_rossi(rossi_xte, ties):
     x, t, e = rossi_xte
     model = PHReg(t, x, status=e, ties=ties)
     mle = model.fit().params
-    ours = lambda b: float(cox_partial_loglik(jnp.asarray(x @ b), jnp.asarray(t), jnp.asarray(e), ties=ties))
+    def ours(b):
+        return float(cox_partial_loglik(jnp.asarray(x @ b), jnp.asarray(t), jnp.asarray(e), ties=ties))
     for beta in (mle, *(mle + np.random.default_rng(s).normal(0, 0.2, x.shape[1]) for s in range(3))):
         assert ours(beta) == pytest.approx(model.loglike(beta), rel=1e-12)
     grad = jax.grad(lambda b: cox_partial_loglik(jnp.asarray(x) @ b, jnp.asarray(t), jnp.asarray(e), ties=ties))(

@@ -6,8 +6,17 @@ import pytest
 from lifelines import KaplanMeierFitter
 from lifelines.utils import concordance_index
 
-from fusion.survival_metrics import (binary_c, bootstrap, breslow_cumulative_hazard, brier_scores,
-                                     censoring_survival, cox_survival, harrell_c, integrated_brier, uno_c)
+from fusion.survival_metrics import (
+    binary_c,
+    bootstrap,
+    breslow_cumulative_hazard,
+    brier_scores,
+    censoring_survival,
+    cox_survival,
+    harrell_c,
+    integrated_brier,
+    uno_c,
+)
 
 
 def _data(seed: int, n: int = 120):
@@ -96,7 +105,8 @@ def test_brier_without_censoring_is_mean_squared_error():
 def test_bootstrap_is_seeded_and_paired():
     time, event, risk = _data(4)
     noisy = risk + np.random.default_rng(5).normal(0, 2, len(risk))
-    metric = lambda rows, s: harrell_c(time[rows], event[rows], s[rows])
+    def metric(rows, s):
+        return harrell_c(time[rows], event[rows], s[rows])
     a = bootstrap(metric, len(time), {"good": risk, "noisy": noisy}, n_boot=50, seed=1, contrasts=[("good", "noisy")])
     b = bootstrap(metric, len(time), {"good": risk, "noisy": noisy}, n_boot=50, seed=1, contrasts=[("good", "noisy")])
     assert a == b

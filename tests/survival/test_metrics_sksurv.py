@@ -10,8 +10,18 @@ import pytest
 from lifelines import CoxPHFitter, KaplanMeierFitter
 
 from fusion.survival_figures import plot_calibration
-from fusion.survival_metrics import (antolini_c, breslow_cumulative_hazard, brier_scores, calibration_table,
-                                     cox_survival, harrell_c, integrated_brier, td_auroc, time_grid, uno_c)
+from fusion.survival_metrics import (
+    antolini_c,
+    breslow_cumulative_hazard,
+    brier_scores,
+    calibration_table,
+    cox_survival,
+    harrell_c,
+    integrated_brier,
+    td_auroc,
+    time_grid,
+    uno_c,
+)
 
 sksurv_metrics = pytest.importorskip("sksurv.metrics")
 from sksurv.nonparametric import kaplan_meier_estimator  # noqa: E402
@@ -110,7 +120,8 @@ def test_antolini_scores_crossing_curves_by_the_time_of_the_event():
     time, event = np.round(rng.exponential(5, n), 0) + 1, (rng.random(n) < 0.7).astype(int)
     grid = np.arange(0.0, time.max() + 1)
     surv = np.exp(-np.outer(rng.uniform(0.05, 0.3, n), grid) - np.outer(rng.uniform(0, 0.02, n), grid ** 2))
-    at = lambda k, t: surv[k, int(np.searchsorted(grid, t, side="right") - 1)]
+    def at(k, t):
+        return surv[k, int(np.searchsorted(grid, t, side="right") - 1)]
     num = den = 0.0
     for i in np.flatnonzero(event):
         for j in range(n):
