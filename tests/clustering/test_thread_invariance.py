@@ -27,6 +27,8 @@ from clustering.knn import build_knn
 from clustering.leiden import connectivities, sweep
 from clustering.umap_embed import umap_layout
 
+pytestmark = pytest.mark.slow   # minutes: `make test-fast` leaves it out
+
 rng = np.random.default_rng(0)
 x = (rng.normal(size=(6, 96))[rng.integers(0, 6, 2500)] * 0.5 + rng.normal(size=(2500, 96))).astype(np.float32)
 digest = lambda a: hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()

@@ -25,6 +25,9 @@ import importlib.util, json, sys
 from pathlib import Path
 import jax, numpy as np
 import jax.numpy as jnp
+import pytest
+
+pytestmark = pytest.mark.slow   # minutes: `make test-fast` leaves it out
 
 mode, root, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 def load(path, name):

@@ -15,6 +15,8 @@ import pytest
 
 from pipeline.run import STAGES_FILE, run_pipeline
 
+pytestmark = pytest.mark.slow   # minutes: `make test-fast` leaves it out
+
 REDUCED = {
     "embedders": {"augmentations": ["original"]},
     "benchmarks": {"bootstrap": {"n_boot": 200}, "label_noise": {"enabled": False}},

@@ -24,6 +24,8 @@ from PIL import Image
 from cohorts.config import read_yaml
 from pipeline.run import STAGES_FILE, run_pipeline
 
+pytestmark = pytest.mark.slow   # minutes: `make test-fast` leaves it out
+
 REPO = Path(__file__).resolve().parents[2]
 N_PATIENTS = 500        # the demo's size: fewer patients leave the planted survival signal within noise
 REDUCED = {   # the demo's own configs, made smaller and faster

@@ -15,7 +15,7 @@ from cohorts.run import run_cohorts
 from embedders.run import run_embedders
 from pipeline.config import load_pipeline_config
 
-pytestmark = pytest.mark.real_data
+pytestmark = [pytest.mark.real_data, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow   # minutes: `make test-fast` leaves it out
+
 REPO = Path(__file__).resolve().parents[2]
 REDUCED = {   # the demo made small: this test checks that the commands chain, not the numbers
     "cohorts": {"sources": [{"kind": "demo", "n_patients": 150, "seed": 0, "image_size": 64}],
