@@ -113,10 +113,9 @@ class CNNEmbedder(Embedder):
         return torch.flatten(self.model.classifier(fmap), 1).float().cpu()
 
 
-def load_state_dict_cnn(info: ModelInfo, spec: ImageSpec, architecture: str, weights: Path | None, *,
-                        verify_sha256_: bool = True, classes: tuple[str, ...] = ()) -> CNNEmbedder:
-    """Build ``architecture``, load the state_dict at ``weights`` with ``strict=True`` and wrap it as an
-    embedder that preprocesses with ``spec``."""
+def read_state_dict(weights: Path | None, *, info: ModelInfo, verify_sha256_: bool = True) -> tuple[dict, Path, str]:
+    """The state_dict at ``weights`` (file, or folder holding one) for ``info``'s model, its path and sha256
+    (checked against ``info.sha256`` when ``verify_sha256_``); unreadable files raise :class:`WeightsError`."""
     path = resolve_weights_file(weights, model=info.name)
     digest = verify_sha256(path, expected=info.sha256 if verify_sha256_ else None, model=info.name)
     try:
@@ -125,11 +124,24 @@ def load_state_dict_cnn(info: ModelInfo, spec: ImageSpec, architecture: str, wei
         raise WeightsError(f"cannot read {path} as a PyTorch state_dict: {exc}") from exc
     if not isinstance(state, dict):
         raise WeightsError(f"{path} holds a {type(state).__name__}, expected a state_dict (OrderedDict of tensors)")
-    model = ARCHITECTURES[architecture](state)
+    return state, path, digest
+
+
+def load_strict(model: nn.Module, state: dict, *, path: Path, layout: str) -> nn.Module:
+    """``model`` with ``state`` loaded (``strict=True``), in eval mode; a mismatch names ``path`` and ``layout``."""
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise WeightsError(f"{path} does not match the {architecture} architecture: {exc}") from exc
+        raise WeightsError(f"{path} does not match the {layout}: {exc}") from exc
+    return model.eval()
+
+
+def load_state_dict_cnn(info: ModelInfo, spec: ImageSpec, architecture: str, weights: Path | None, *,
+                        verify_sha256_: bool = True, classes: tuple[str, ...] = ()) -> CNNEmbedder:
+    """Build ``architecture``, load the state_dict at ``weights`` with ``strict=True`` and wrap it as an
+    embedder that preprocesses with ``spec``."""
+    state, path, digest = read_state_dict(weights, info=info, verify_sha256_=verify_sha256_)
+    model = load_strict(ARCHITECTURES[architecture](state), state, path=path, layout=f"{architecture} architecture")
     return CNNEmbedder(info, spec, model, weights_sha256=digest, classes=classes)
 
 

@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..base import Embedder, ModelInfo, WeightsError, register, resolve_weights_file, verify_sha256
+from ..base import Embedder, ModelInfo, register
+from .cnn import load_strict, read_state_dict
 
 SIZE = 512
 WIDTHS = (8, 16, 32, 64)
@@ -152,20 +153,8 @@ UNET_JSRT = ModelInfo(
 def load_unet(weights: Path | None, *, verify_sha256_: bool = True) -> tuple[JsrtUNet, str]:
     """Build :class:`JsrtUNet`, load the state_dict at ``weights`` (file or folder) with ``strict=True``;
     returns (model in eval mode, sha256 of the file)."""
-    path = resolve_weights_file(weights, model=UNET_JSRT.name)
-    digest = verify_sha256(path, expected=UNET_JSRT.sha256 if verify_sha256_ else None, model=UNET_JSRT.name)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 -- torch raises many types for bad files
-        raise WeightsError(f"cannot read {path} as a PyTorch state_dict: {exc}") from exc
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path} holds a {type(state).__name__}, expected a state_dict (OrderedDict of tensors)")
-    model = JsrtUNet()
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise WeightsError(f"{path} does not match the JSRT UNet layout: {exc}") from exc
-    return model.eval(), digest
+    state, path, digest = read_state_dict(weights, info=UNET_JSRT, verify_sha256_=verify_sha256_)
+    return load_strict(JsrtUNet(), state, path=path, layout="JSRT UNet layout"), digest
 
 
 @register(UNET_JSRT)
