@@ -111,6 +111,8 @@ class ValidityConfig(StrictModel):
     km_min_patients: int = Field(10, ge=1, description="a Kaplan-Meier group with fewer patients: fail")
     km_min_events: int = Field(5, ge=0, description="a Kaplan-Meier group with fewer events: fail")
     hr_max_ratio: float = Field(1000.0, gt=1.0, description="a Cox HR or CI bound beyond [1/this, this]: not estimable")
+    agreement_warn: float = Field(0.6, ge=0.0, le=1.0, description="ARI between Leiden and the mixture below: warn")
+    agreement_fail: float = Field(0.2, ge=0.0, le=1.0, description="ARI between Leiden and the mixture below: fail")
     excluded_warn: float = Field(0.05, ge=0.0, le=1.0, description="fraction of patients left out above: warn")
     excluded_fail: float = Field(0.25, ge=0.0, le=1.0, description="fraction of patients left out above: fail")
     alpha: float = Field(0.05, gt=0.0, lt=1.0, description="significance level of the survival and selection checks")
@@ -121,6 +123,7 @@ class ValidityConfig(StrictModel):
                  ("site_auroc", self.site_auroc_warn <= self.site_auroc_fail),
                  ("stability_mean", self.stability_mean_warn >= self.stability_mean_fail),
                  ("subtype_size", self.subtype_size_warn >= self.subtype_size_fail),
+                 ("agreement", self.agreement_warn >= self.agreement_fail),
                  ("excluded", self.excluded_warn <= self.excluded_fail)]
         bad = [name for name, ok in pairs if not ok]
         if bad:

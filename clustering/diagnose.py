@@ -55,6 +55,7 @@ def diagnose(x: np.ndarray, units: pd.DataFrame, manifest: pd.DataFrame, *, indi
     if method.stable:
         per_patient = units.groupby("subtype").patient_id.nunique().to_dict()
         checks += [v.size_check(per_patient, cfg.validity)] + v.site_checks(diag, cfg.validity)
+        checks += [c for c in [v.agreement_check(choice.summary(), cfg.validity)] if c is not None]
         checks += v.survival_checks(survival, cfg.validity)
     head = v.read_json(Path(latents).parent / "survival" / "metrics.json" if latents is not None else None)
     if head:

@@ -83,6 +83,22 @@ def stability_check(summary: dict[str, float] | None, *, stable: bool, reason: s
                     "fail": "the partition is not reproducible; do not report these subtypes."}[status])
 
 
+def agreement_check(methods: dict[str, Any], cfg: ValidityConfig) -> dict[str, Any] | None:
+    """Agreement (ARI) of the Leiden and Gaussian-mixture partitions (``Choice.summary()``); None without a mixture."""
+    ari = methods.get("agreement_ari")
+    if ari is None or "gmm" not in methods:
+        return None
+    status = _grade(ari, warn=cfg.agreement_warn, fail=cfg.agreement_fail, higher_is_worse=False)
+    n_leiden, n_gmm = methods["leiden"]["n_subtypes"], methods["gmm"]["n_subtypes"]
+    return check("method agreement", status, round(ari, 4), {"warn": cfg.agreement_warn, "fail": cfg.agreement_fail},
+                 f"Leiden ({n_leiden} subtypes) and the Gaussian mixture ({n_gmm} classes) agree at ARI {ari:.2f} "
+                 f"(1 = the same partition); {methods['exported']} labels the export: "
+                 + {"pass": "both methods find the same groups.",
+                    "warn": "the groups depend on the method; compare both partitions before naming subtypes.",
+                    "fail": "the two methods find different groups; the subtypes are an artefact of the method "
+                            "as much as of the data."}[status])
+
+
 def size_check(sizes: dict[str, int], cfg: ValidityConfig) -> dict[str, Any]:
     """Smallest subtype, in patients."""
     name, n = min(sizes.items(), key=lambda kv: kv[1])

@@ -100,6 +100,16 @@ def test_model_selection() -> None:
     assert v.selection_check(cand, None, CFG)["status"] == "warn"
 
 
+def test_agreement_of_leiden_and_the_mixture() -> None:
+    def methods(ari: float | None, gmm: bool = True) -> dict:
+        out = {"exported": "leiden", "agreement_ari": ari, "leiden": {"n_subtypes": 3}}
+        return {**out, "gmm": {"n_subtypes": 3}} if gmm else out
+    assert v.agreement_check(methods(0.9), CFG)["status"] == "pass"
+    assert v.agreement_check(methods(0.42), CFG)["status"] == "warn"
+    assert v.agreement_check(methods(0.1), CFG)["status"] == "fail"
+    assert v.agreement_check(methods(None, gmm=False), CFG) is None      # mixture disabled: no check
+
+
 def test_excluded_patients() -> None:
     assert v.excluded_check(0, 500, CFG)["status"] == "pass"
     assert v.excluded_check(50, 500, CFG)["status"] == "warn"
