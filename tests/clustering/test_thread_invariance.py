@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow   # minutes: `make test-fast` leaves it out
+
 REPO = Path(__file__).resolve().parents[2]
 
 PROBE = r"""
@@ -26,8 +28,6 @@ from clustering.environment import compute_environment
 from clustering.knn import build_knn
 from clustering.leiden import connectivities, sweep
 from clustering.umap_embed import umap_layout
-
-pytestmark = pytest.mark.slow   # minutes: `make test-fast` leaves it out
 
 rng = np.random.default_rng(0)
 x = (rng.normal(size=(6, 96))[rng.integers(0, 6, 2500)] * 0.5 + rng.normal(size=(2500, 96))).astype(np.float32)

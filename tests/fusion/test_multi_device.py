@@ -16,6 +16,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow   # minutes: `make test-fast` leaves it out
 
 REPO = Path(__file__).resolve().parents[2]
 RTOL, ATOL = 2e-4, 2e-5     # float32 sums over 84 rows and 4 epochs, in another order
@@ -25,9 +28,6 @@ import importlib.util, json, sys
 from pathlib import Path
 import jax, numpy as np
 import jax.numpy as jnp
-import pytest
-
-pytestmark = pytest.mark.slow   # minutes: `make test-fast` leaves it out
 
 mode, root, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 def load(path, name):
