@@ -26,7 +26,7 @@ def nih_run(shared_data: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("nih")
     _, sections = load_pipeline_config(REPO / "configs" / "nih_sample.yaml")   # the full protocol, validated
     c = sections["cohorts"]
-    c = c.model_copy(update={"sampling": c.sampling.model_copy(update={"n_per_class": 10, "min_per_class": 10})})
+    c = c.model_copy(update={"sampling": c.sampling.model_copy(update={"n_per_class": 12, "min_per_class": 12})})  # Opacity: fewer than 12 in a class
     run_cohorts(c, out=out / "cohort")
     models = [m if m.name != "radiomics-lung" else m.model_copy(update={"options": {"mask_size": 256}})
               for m in sections["embedders"].models if m.name in ("radiomics", "unet-jsrt", "radiomics-lung")]
@@ -43,7 +43,7 @@ def test_sample_has_both_negative_definitions_and_opacity_is_reported_too_small(
     sample = pd.read_parquet(nih_run / "cohort" / "sample.parquet")
     assert set(sample["label"]) == {f"{f}_vs_{n}" for f in ("Atelectasis", "Edema", "Effusion")
                                     for n in ("Pneumonia", "NoFinding")}
-    assert (sample.groupby(["label", "y"]).size() == 10).all()
+    assert (sample.groupby(["label", "y"]).size() == 12).all()
     overview = json.loads((nih_run / "cohort" / "overview" / "overview.json").read_text())
     assert "nih/Opacity_vs_Pneumonia" in json.dumps(overview) and "too_small" in json.dumps(overview)
 
