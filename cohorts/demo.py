@@ -49,9 +49,9 @@ ETIOLOGY_P = {True: (0.30, 0.50, 0.10, 0.10), False: (0.45, 0.15, 0.20, 0.20)}  
 # clinical markers: (hyperinflammatory, hypoinflammatory)
 IL6_MEDIAN, IL6_LOG_SD = (350.0, 35.0), 0.7           # pg/mL, log-normal
 IL8_MEDIAN, IL8_LOG_SD = (110.0, 16.0), 0.6           # pg/mL, log-normal
-LACTATE_MEDIAN, LACTATE_LOG_SD = (4.0, 1.3), 0.4      # mmol/L, log-normal
-BICARB_MEAN, BICARB_SD = (17.0, 24.0), 3.0            # mmol/L, normal
-VASOPRESSOR_P = (0.90, 0.12)
+LACTATE_MEDIAN, LACTATE_LOG_SD = (4.0, 1.3), 0.3      # mmol/L, log-normal
+BICARB_MEAN, BICARB_SD = (17.0, 24.0), 2.5            # mmol/L, normal
+VASOPRESSOR_P = (0.95, 0.06)
 PF_MEAN, PF_PER_SEVERITY, PF_SD = 185.0, -30.0, 60.0  # mmHg; P/F falls with the latent severity
 # images: per-image finding logit = base[pattern] + SEVERITY_LOGIT * s_t + patient effect N(0, PATIENT_EFFECT_SD)
 FINDING_P = {"diffuse": {"Atelectasis": 0.10, "Edema": 0.97, "Effusion": 0.85, "Opacity": 0.92},
@@ -103,7 +103,7 @@ class SiteProfile:
 SITES = (
     SiteProfile("A", 1.0, SUBTYPE_P, VIEW_P, 1.0, 1.0, 0.015, 0.0, 1.0, 1.0, 0.0, "mmHg", BIOMARKER_MISSING_P, 0.0),
     SiteProfile("B", 1.0, (0.42, 0.30, 0.28), (0.45, 0.45, 0.10), 0.75, 0.8, 0.035, 1.5, 2.5, 2.0, 2.5, "mmHg",
-                0.85, 0.0),
+                0.50, 0.0),
     SiteProfile("C", 1.0, (0.27, 0.36, 0.37), (0.05, 0.35, 0.60), 1.3, 1.25, 0.008, 0.0, 0.5, 0.6, -1.5, "kPa",
                 0.20, 0.30),
     SiteProfile("D", 0.6, (0.34, 0.33, 0.33), (0.25, 0.50, 0.25), 0.9, 1.1, 0.025, 0.8, 1.5, 1.0, 1.0, "mmHg",

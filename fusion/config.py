@@ -14,7 +14,7 @@ from cohorts.config import StrictModel, load_stage_config
 from fusion.distributed import DistributedConfig
 from fusion.survival_config import SurvivalConfig
 
-SerialPolicy = Literal["first_within_window", "last", "all"]
+SerialPolicy = Literal["first_within_window", "all_within_window", "last", "all"]
 
 
 class CXRInputConfig(StrictModel):
@@ -23,8 +23,8 @@ class CXRInputConfig(StrictModel):
     model: str | None = None                 # store group; None: taken from --selection selection.json
     augmentation: str = "original"
     serial: SerialPolicy = "first_within_window"
-    window_days: tuple[float, float] = (-1.0, 3.0)   # [lo, hi] offset_days for first_within_window
-    max_images: int = Field(8, ge=1)         # "all": keep at most the last max_images per patient
+    window_days: tuple[float, float] = (-1.0, 3.0)   # [lo, hi] offset_days for the *_within_window policies
+    max_images: int = Field(8, ge=1)         # "all": at most the last max_images per patient; "all_within_window": the first
     pooling: Literal["mean", "attention"] = "attention"   # over tokens (and images) of one patient
     likelihood: Literal["gaussian", "cosine"] = "gaussian"
 

@@ -163,7 +163,7 @@ def load_patient_data(cohort: str | Path, store: str | Path | None, *, model: st
         images = manifest.iloc[:0].assign(_row=pd.Series(dtype=np.int64))
 
     chosen = _choose_images(images, serial=serial, window_days=window_days, max_images=max_images, notes=notes)
-    n, s = len(patients), (max_images if serial == "all" else 1)
+    n, s = len(patients), (max_images if serial in ("all", "all_within_window") else 1)
     cxr = np.zeros((n, s, emb.shape[1], emb.shape[2]), np.float32)
     cxr_mask = np.zeros((n, s), bool)
     offsets = np.full((n, s), np.nan, np.float32)
@@ -217,7 +217,11 @@ def _choose_images(images: pd.DataFrame, *, serial: SerialPolicy, window_days: t
     known = df["_offset"].notna()
     has_offset = known.groupby(df["patient_id"]).transform("any")
     in_window = known & df["_offset"].between(lo, hi)
-    picked = pd.concat([df[in_window], df[~has_offset]]).groupby("patient_id", sort=False).head(1)
+    candidates = pd.concat([df[in_window], df[~has_offset]])   # disjoint: a patient has offsets or has none
+    per_patient = 1 if serial == "first_within_window" else max_images
+    picked = candidates.groupby("patient_id", sort=False).head(per_patient)
+    if serial == "all_within_window":
+        notes["images_beyond_max_images"] = len(candidates) - len(picked)
     no_offset = set(df.loc[~has_offset, "patient_id"])
     outside = set(df["patient_id"]) - set(picked["patient_id"])
     notes["patients_first_image_without_offset"] = len(no_offset)

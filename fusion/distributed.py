@@ -4,7 +4,9 @@ Every process loads the same data, builds the same batches and supplies the shar
 own devices (:func:`fusion.train.fit` makes its arrays with ``jax.make_array_from_callback``); the
 gradients are reduced across processes by XLA's collectives (gloo on CPU). Only process 0 writes
 outputs and checkpoints (:func:`is_primary`, :func:`output_folder`); checkpoints must be on a file
-system every process sees.
+system every process sees. JAX is imported when a function runs, not with the module: the config
+model is read by the pipeline before the embedders stage, whose DataLoader workers start slowly (forkserver)
+once JAX is loaded.
 """
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ import logging
 import tempfile
 from pathlib import Path
 
-import jax
 from pydantic import Field
 
 from cohorts.config import StrictModel
@@ -33,6 +34,8 @@ class DistributedConfig(StrictModel):
 
 def initialize(cfg: DistributedConfig) -> None:
     """``jax.distributed.initialize`` from ``cfg`` (once per process; no-op when disabled or already done)."""
+    import jax
+
     if not cfg.enabled or jax.distributed.is_initialized():
         return
     jax.config.update("jax_cpu_collectives_implementation", cfg.cpu_collectives)
@@ -44,11 +47,15 @@ def initialize(cfg: DistributedConfig) -> None:
 
 def is_primary() -> bool:
     """True in the process that writes outputs (process 0; the only one without multi-host)."""
+    import jax
+
     return jax.process_index() == 0
 
 
 def output_folder(out: Path) -> Path:
     """``out`` in process 0; a scratch folder elsewhere (the other processes compute the same, write nothing shared)."""
+    import jax
+
     if is_primary():
         return Path(out)
     return Path(tempfile.mkdtemp(prefix=f"cxr-fusion-process{jax.process_index()}-"))

@@ -41,6 +41,21 @@ def test_serial_policies_pick_images_in_time_order(contract_cohort, store_model)
     assert first.notes["patients_first_image_without_offset"] > 0
 
 
+def test_all_within_window_keeps_the_window_in_time_order(contract_cohort, store_model) -> None:
+    cohort, store = contract_cohort
+    offsets = pd.read_parquet(cohort / "manifest.parquet").set_index("image_id").offset_days
+    data = load_patient_data(cohort, store, model=store_model, serial="all_within_window", window_days=(-1.0, 2.0))
+    capped = load_patient_data(cohort, store, model=store_model, serial="all_within_window", window_days=(-1.0, 2.0),
+                               max_images=1)
+    with_offsets = ~np.isnan(data.cxr_offsets[:, 0]) & data.has_cxr
+    assert (data.cxr_mask[with_offsets].sum(1) == 2).any()            # -1 and 2 days both kept, 5 days not
+    for i in np.flatnonzero(with_offsets):
+        kept = [offsets[x] for x, m in zip(data.cxr_image_ids[i], data.cxr_mask[i]) if m]
+        assert all(-1.0 <= o <= 2.0 for o in kept) and kept == sorted(kept)
+    assert capped.cxr.shape[1] == 1 and capped.notes["images_beyond_max_images"] > 0
+    assert data.notes["images_beyond_max_images"] == 0
+
+
 def test_split_is_disjoint_seeded_and_complete() -> None:
     ids = np.array([f"p{i}" for i in range(50)])
     a = split_patients(ids, val_fraction=0.2, test_fraction=0.2, seed=3)
