@@ -15,7 +15,7 @@ from pathlib import Path
 import jax
 from pydantic import Field
 
-from cohorts.config import StrictModel
+from core.config import StrictModel
 
 log = logging.getLogger(__name__)
 
