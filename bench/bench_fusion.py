@@ -22,10 +22,11 @@ from flax.training.train_state import TrainState
 from torch import nn
 
 from fusion.clinical import ClinicalLayout
-from fusion.config import FusionConfig, TrainConfig
+from fusion.config import FusionConfig
 from fusion.model import make_loss_fn
 from fusion.module import FusionModule
 from fusion.train import fit, make_optimizer
+from fusion.train_config import TrainConfig
 
 B, TOKENS, D, HIDDEN, LATENT, LAYERS, HEADS = 256, 4, 512, 128, 16, 2, 4
 LAYOUT = ClinicalLayout(n_continuous=20, n_binary=8, categorical_sizes=(3, 4))

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cohorts.provenance import sha256_file, write_run_record
-from cohorts.safeio import check_output_dir, locked_output, relative_path, write_csv, write_json, write_parquet
 from core import cli
+from core.provenance import sha256_file, write_run_record
+from core.safeio import check_output_dir, locked_output, relative_path, write_csv, write_json, write_parquet
 from embedders.store import EmbeddingStore
 
 from .compare import compare_models

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cohorts.safeio import write_parquet
+from core.safeio import write_parquet
 
 log = logging.getLogger(__name__)
 

@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cohorts.config import load_stage_config
-from cohorts.provenance import write_run_record
-from cohorts.safeio import locked_output
 from core import cli
+from core.config import load_stage_config
+from core.provenance import write_run_record
+from core.safeio import locked_output
 from embedders.bulk import alignment_table
 from embedders.store import EmbeddingStore
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from cohorts.config import StrictModel
+from core.config import StrictModel
 
 from .config import AtlasConfig, KnnConfig, LeidenConfig, UmapConfig
 

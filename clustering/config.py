@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cohorts.config import StrictModel, load_stage_config
+from core.config import StrictModel, load_stage_config
 
 
 class KnnConfig(StrictModel):

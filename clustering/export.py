@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cohorts.provenance import library_versions, now_iso, sha256_json
-from cohorts.safeio import write_csv, write_json, write_parquet
+from core.provenance import library_versions, now_iso, sha256_json
+from core.safeio import write_csv, write_json, write_parquet
 
 from .config import ClusteringConfig, ExportConfig
 from .privacy import ExportError, Pseudonymizer, guard_frame, identifying_reason, screen_columns, write_id_map

@@ -12,7 +12,7 @@ why, and one example row position -- never the value) unless it is also listed i
 :func:`screen_columns` is the same test for derived tables (Table 1, Kaplan-Meier, figures): it splits
 candidate columns into shown and withheld-with-reason. :class:`Pseudonymizer` replaces patient/image
 ids by a keyed hash (HMAC-SHA256) whose key stays in a local file outside the export, and
-:func:`cohorts.safeio.relative_path` turns any path into one relative to the run folder (never the machine's).
+:func:`core.safeio.relative_path` turns any path into one relative to the run folder (never the machine's).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cohorts.safeio import write_csv
+from core.safeio import write_csv
 
 
 class ExportError(ValueError):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cohorts.safeio import write_text
+from core.safeio import write_text
 
 # Marks every figure as loaded or not once the page has loaded (and says so in place of a broken one),
 # so a headless browser can check the report and a reader sees which figure is missing.

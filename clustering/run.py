@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
-from cohorts.provenance import write_run_record
-from cohorts.safeio import check_output_dir, locked_output, relative_path, write_csv, write_json
 from core import cli
+from core.provenance import write_run_record
+from core.safeio import check_output_dir, locked_output, relative_path, write_csv, write_json
 
 from . import characterize as ch
 from .anndata_export import scanpy_uns, write_h5ad

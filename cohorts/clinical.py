@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from .safeio import write_json, write_parquet
+from core.safeio import write_json, write_parquet
 
 TYPES = ("continuous", "binary", "categorical")
 ROLES = ("feature", "outcome", "id", "truth", "covariate")

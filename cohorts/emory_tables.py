@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .config import StrictModel
+from core.config import StrictModel
 
 log = logging.getLogger(__name__)
 

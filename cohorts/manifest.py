@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from core.safeio import write_parquet
+
 from .labels import VALID_CODES, label_columns
-from .safeio import write_parquet
 
 log = logging.getLogger(__name__)
 

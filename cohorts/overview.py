@@ -16,8 +16,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from core.safeio import write_json  # noqa: E402
+
 from .labels import label_counts  # noqa: E402
-from .safeio import write_json  # noqa: E402
 
 CATEGORY_COLUMNS = ("manufacturer", "site", "modality")
 

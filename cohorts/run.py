@@ -16,16 +16,17 @@ import pandas as pd
 from tqdm import tqdm
 
 from core import cli
+from core.config import ConfigError, load_stage_config
+from core.provenance import write_run_record
+from core.safeio import check_output_dir, locked_output, write_csv, write_parquet
 
 from .adapters import AdapterResult, load_source
 from .adapters.covid_dedupe import merge_hannover_duplicates
 from .clinical import combine, write_clinical
-from .config import CohortsConfig, ConfigError, load_stage_config
+from .config import CohortsConfig
 from .labels import apply_uncertain_policy
 from .manifest import ERROR_COLUMNS, check_image_files, conform, write_manifest
 from .overview import write_overview
-from .provenance import write_run_record
-from .safeio import check_output_dir, locked_output, write_csv, write_parquet
 from .sampling import balanced_sample
 
 log = logging.getLogger(__name__)

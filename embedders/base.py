@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cohorts.provenance import sha256_file
+from core.provenance import sha256_file
 
 
 class UnknownEmbedderError(ValueError, KeyError):

@@ -34,16 +34,16 @@ import pyarrow.parquet as pq
 from pydantic import Field
 from tqdm.auto import tqdm
 
-from cohorts.config import StrictModel, load_stage_config
-from cohorts.provenance import (
+from core import cli
+from core.config import StrictModel, load_stage_config
+from core.provenance import (
     library_versions,
     now_iso,
     sha256_file,
     sha256_json,
     write_run_record,
 )
-from cohorts.safeio import locked_output
-from core import cli
+from core.safeio import locked_output
 
 from .augment import AUGMENTATIONS
 from .config import PrecomputedSpec

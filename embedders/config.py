@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cohorts.config import StrictModel, load_stage_config
+from core.config import StrictModel, load_stage_config
 
 from .augment import AugmentationName
 

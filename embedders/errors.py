@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from cohorts.safeio import write_csv, write_text
+from core.safeio import write_csv, write_text
 
 from .store import stored_ids
 

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from cohorts.provenance import library_versions, now_iso, sha256_file
+from core.provenance import library_versions, now_iso, sha256_file
 
 from .augment import AUGMENTATIONS
 from .config import PrecomputedSpec

@@ -28,10 +28,10 @@ import pandas as pd
 import torch
 import zarr
 
-from cohorts.config import ConfigError
-from cohorts.provenance import library_versions, now_iso, sha256_file, write_run_record
-from cohorts.safeio import check_output_dir, locked_output, relative_path
 from core import cli
+from core.config import ConfigError
+from core.provenance import library_versions, now_iso, sha256_file, write_run_record
+from core.safeio import check_output_dir, locked_output, relative_path
 
 from .base import get_embedder
 from .config import EmbeddersConfig, ModelSpec, load_embedders_config

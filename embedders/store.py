@@ -33,7 +33,7 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from cohorts.safeio import fault_point
+from core.safeio import fault_point
 
 log = logging.getLogger(__name__)
 

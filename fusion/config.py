@@ -10,9 +10,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cohorts.config import StrictModel, load_stage_config
+from core.config import StrictModel, load_stage_config
 from fusion.distributed import DistributedConfig
 from fusion.survival_config import SurvivalConfig
+from fusion.train_config import TrainConfig
 
 SerialPolicy = Literal["first_within_window", "all_within_window", "last", "all"]
 
@@ -63,21 +64,6 @@ class KLConfig(StrictModel):
 
     beta: float = Field(1.0, ge=0)
     warmup_steps: int = Field(500, ge=0)     # 0: constant beta
-
-
-class TrainConfig(StrictModel):
-    """Generic optax training loop options (shared with the survival head)."""
-
-    learning_rate: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    warmup_steps: int = Field(50, ge=0)
-    schedule: Literal["cosine", "constant"] = "cosine"
-    grad_clip: float = Field(1.0, gt=0)
-    batch_size: int = Field(128, ge=1)
-    max_epochs: int = Field(200, ge=1)
-    patience: int = Field(20, ge=1)          # epochs without val improvement before stopping
-    min_delta: float = Field(0.0, ge=0)
-    checkpoint_every: int = Field(10, ge=1)  # epochs
 
 
 class SplitConfig(StrictModel):

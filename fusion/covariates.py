@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cohorts.config import ConfigError
+from core.config import ConfigError
 
 log = logging.getLogger(__name__)
 

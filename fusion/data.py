@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cohorts.config import ConfigError
+from core.config import ConfigError
 from fusion.clinical import ColumnSpec, SchemaError, read_schema
 from fusion.config import SerialPolicy
 from fusion.covariates import lookup_covariates

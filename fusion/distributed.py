@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from cohorts.config import StrictModel
+from core.config import StrictModel
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from flax import serialization
 
-from cohorts.config import dump_config
+from core.config import dump_config
 from fusion.clinical import ClinicalEncoder, ClinicalLayout
 from fusion.config import FusionConfig
 from fusion.covariates import CovariateEncoder

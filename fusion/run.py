@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cohorts.provenance import write_run_record
-from cohorts.safeio import check_output_dir, locked_output, relative_path, write_text
 from core import cli
+from core.provenance import write_run_record
+from core.safeio import check_output_dir, locked_output, relative_path, write_text
 from fusion.config import FusionConfig, load_fusion_config
 from fusion.data import PatientData, load_patient_data, resolve_cxr_model, split_patients
 from fusion.distributed import initialize, output_folder

@@ -52,10 +52,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cohorts.config import ConfigError, read_yaml, validate_config
-from cohorts.provenance import sha256_json, write_run_record
-from cohorts.safeio import check_output_dir, locked_output, relative_path, write_parquet, write_text
 from core import cli
+from core.config import ConfigError, read_yaml, validate_config
+from core.provenance import sha256_json, write_run_record
+from core.safeio import check_output_dir, locked_output, relative_path, write_parquet, write_text
 from fusion.clinical import ClinicalEncoder, SchemaError
 from fusion.config import FusionConfig, load_fusion_config
 from fusion.cox import bin_index, binary_outcome_loss, cox_loss, discrete_hazard_loss, discrete_hazard_risk, time_bins

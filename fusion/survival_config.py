@@ -1,7 +1,6 @@
 """Config of the survival head (owned by the survival-head module; fusion.config embeds it as ``survival:``).
 
-This module must not import :mod:`fusion.config` at import time (that module imports this one);
-the ``train`` overrides are checked against :class:`fusion.config.TrainConfig` when validated.
+The ``train`` overrides are checked against :class:`fusion.train_config.TrainConfig` when validated.
 """
 from __future__ import annotations
 
@@ -9,7 +8,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cohorts.config import StrictModel
+from core.config import StrictModel
+from fusion.train_config import TrainConfig
 
 # Training defaults of the head where they differ from the VAE's TrainConfig (Cox needs large batches).
 HEAD_TRAIN_DEFAULTS: dict[str, Any] = {"learning_rate": 3e-3, "weight_decay": 1e-3, "batch_size": 256,
@@ -136,8 +136,6 @@ class SurvivalConfig(StrictModel):
     @field_validator("train")
     @classmethod
     def _train_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from fusion.config import TrainConfig  # deferred: fusion.config imports this module
-
         TrainConfig(**{**HEAD_TRAIN_DEFAULTS, **value})
         return value
 
@@ -149,8 +147,6 @@ class SurvivalConfig(StrictModel):
             raise ValueError(f"endpoint names must be unique and at least one is needed, got {names}")
         return value
 
-    def train_config(self) -> Any:
-        """The head's :class:`fusion.config.TrainConfig` (head defaults + the ``train`` overrides)."""
-        from fusion.config import TrainConfig
-
+    def train_config(self) -> TrainConfig:
+        """The head's :class:`fusion.train_config.TrainConfig` (head defaults + the ``train`` overrides)."""
         return TrainConfig(**{**HEAD_TRAIN_DEFAULTS, **self.train})

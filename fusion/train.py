@@ -39,9 +39,9 @@ from flax.training.train_state import TrainState
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from cohorts.safeio import atomic_path, write_text
-from fusion.config import TrainConfig
+from core.safeio import atomic_path, write_text
 from fusion.distributed import is_primary
+from fusion.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cohorts.provenance import now_iso, sha256_json
-from cohorts.safeio import relative_path, write_json
+from core.provenance import now_iso, sha256_json
+from core.safeio import relative_path, write_json
 
 MARKER = ".stage.json"
 _MAX_FINGERPRINT_FILES = 200_000

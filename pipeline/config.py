@@ -2,7 +2,7 @@
 
 A section (or any mapping inside one) is either written out, or ``{from: PATH, ...overrides}``: the
 YAML mapping in ``PATH`` (relative to the including file's folder) with the given keys deep-merged over
-it (``cohorts.config.resolve_includes``, which every stage's loader applies too), so a pipeline config
+it (``core.config.resolve_includes``, which every stage's loader applies too), so a pipeline config
 reuses the per-stage configs in ``configs/<stage>/`` instead of copying them.
 A stage may add pipeline defaults under the section (``Stage.defaults``; e.g. the embedders stage
 rebuilds the run's own store when the cohort changed).
@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cohorts.config import INCLUDE_KEY, ConfigError, deep_merge, read_yaml, resolve_includes, validate_config
+from core.config import INCLUDE_KEY, ConfigError, deep_merge, read_yaml, resolve_includes, validate_config
 
 from .stages import STAGES
 

@@ -23,8 +23,8 @@ from clustering.characterize import cox_table
 from clustering.narrative import CAVEAT
 from clustering.report import FIGURE_CHECK_SCRIPT, TABLE1_LEGEND, format_p
 from clustering.validity import panel_html
-from cohorts.provenance import now_iso
-from cohorts.safeio import write_text
+from core.provenance import now_iso
+from core.safeio import write_text
 from fusion.survival_eval import FLAG_TEXT
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1250px;margin:2em auto;padding:0 1em;color:#222}

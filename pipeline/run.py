@@ -18,11 +18,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from cohorts.config import ConfigError
-from cohorts.provenance import write_run_record
-from cohorts.safeio import os_error_line, run_lock, write_json
 from core import cli
+from core.config import ConfigError
 from core.logs import deduplicate
+from core.provenance import write_run_record
+from core.safeio import os_error_line, run_lock, write_json
 
 from . import cache
 from .config import load_pipeline_config
@@ -39,8 +39,8 @@ def run_pipeline(config: str | Path, *, out: str | Path, force: tuple[str, ...] 
     """Run every configured stage into ``out``; returns the path of the run report.
 
     ``force`` names stages to rerun even when cached; ``until`` stops after the named stage. One run per
-    folder: a second run into ``out`` while this one lives raises :class:`cohorts.safeio.RunLockedError`;
-    an unusable ``out`` raises :class:`cohorts.safeio.OutputPathError`, both before any work.
+    folder: a second run into ``out`` while this one lives raises :class:`core.safeio.RunLockedError`;
+    an unusable ``out`` raises :class:`core.safeio.OutputPathError`, both before any work.
     """
     name, sections = load_pipeline_config(config)
     unknown = set(force) - {s.name for s in STAGES} - {"all"}

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cohorts.config import ConfigError
+from core.config import ConfigError
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from cohorts.provenance import sha256_file
+from core.provenance import sha256_file
 from embedders.base import ModelInfo, WeightsError
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cohorts.provenance import sha256_file
+from core.provenance import sha256_file
 from embedders.base import Embedder, ModelInfo, register
 from embedders.foundation._weights import MissingDependencyError, WeightsMismatchError, resolve_weights_dir
 

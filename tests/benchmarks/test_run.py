@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from benchmarks.config import BenchmarksConfig, load_benchmarks_config
 from benchmarks.run import main, run_benchmarks
-from cohorts.config import ConfigError
+from core.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 

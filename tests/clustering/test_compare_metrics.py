@@ -84,7 +84,7 @@ def test_shipped_compare_and_bulk_configs_validate():
     from pathlib import Path
 
     from clustering.compare_config import CompareConfig
-    from cohorts.config import load_config
+    from core.config import load_config
     from embedders.bulk import BulkImportConfig
 
     repo = Path(__file__).resolve().parents[2]

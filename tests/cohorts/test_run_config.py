@@ -5,8 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cohorts.config import CohortsConfig, ConfigError, load_config
+from cohorts.config import CohortsConfig
 from cohorts.run import load_cohorts_config, main
+from core.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "configs" / "cohorts").glob("*.yaml"))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cohorts.safeio import FAULT_ENV
+from core.safeio import FAULT_ENV
 from embedders.config import EmbeddersConfig
 from embedders.run import run_embedders
 from embedders.store import EmbeddingStore

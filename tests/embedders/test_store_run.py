@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cohorts.images import load_image
-from cohorts.provenance import sha256_file
+from core.provenance import sha256_file
 from embedders.base import Embedder, ModelInfo
 from embedders.baselines.radiomics import radiomics_features
 from embedders.config import EmbeddersConfig

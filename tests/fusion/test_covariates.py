@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cohorts.config import ConfigError
+from core.config import ConfigError
 from fusion.covariates import CovariateEncoder
 from fusion.data import load_patient_data, split_patients
 from fusion.model import FusionVAE

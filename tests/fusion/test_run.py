@@ -8,7 +8,7 @@ import pytest
 import yaml
 import zarr
 
-from cohorts.config import ConfigError
+from core.config import ConfigError
 from fusion.config import load_fusion_config
 from fusion.run import main, run_fusion
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cohorts.config import ConfigError, validate_config
+from core.config import ConfigError, validate_config
 from fusion.config import FusionConfig
 from fusion.data import load_patient_data
 from fusion.model import FusionVAE

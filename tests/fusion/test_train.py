@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cohorts.safeio import FAULT_ENV
-from fusion.config import TrainConfig
+from core.safeio import FAULT_ENV
 from fusion.train import fit, iterate_batches
+from fusion.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 

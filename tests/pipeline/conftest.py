@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cohorts.config import INCLUDE_KEY, deep_merge, read_yaml
+from core.config import INCLUDE_KEY, deep_merge, read_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 

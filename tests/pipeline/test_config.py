@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cohorts.config import ConfigError
+from core.config import ConfigError
 from pipeline.config import load_pipeline_config
 
 

@@ -21,7 +21,7 @@ import pytest
 import zarr
 from PIL import Image
 
-from cohorts.config import read_yaml
+from core.config import read_yaml
 from pipeline.run import STAGES_FILE, run_pipeline
 
 pytestmark = pytest.mark.slow   # minutes: `make test-fast` leaves it out

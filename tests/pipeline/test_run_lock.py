@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.cohorts.test_safeio import hold_lock
+from tests.core.test_safeio import hold_lock
 
 REPO = Path(__file__).resolve().parents[2]
 

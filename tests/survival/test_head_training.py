@@ -4,10 +4,10 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from fusion.config import TrainConfig
 from fusion.survival import HeadLoss, _drop_tokens
 from fusion.survival_head import SurvivalHead
 from fusion.train import _compiled_steps, fit
+from fusion.train_config import TrainConfig
 
 
 def _batch(n: int, seed: int) -> dict[str, np.ndarray]:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cohorts.config import ConfigError
+from core.config import ConfigError
 from fusion.data import load_patient_data
 from fusion.survival import endpoint_target, landmark_images, run_survival
 from fusion.survival_config import Endpoint, SurvivalConfig

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from cohorts.safeio import FAULT_ENV, OutputPathError, RunLockedError, check_output_dir, os_error_line, run_lock, write_text
+from core.safeio import FAULT_ENV, OutputPathError, RunLockedError, check_output_dir, os_error_line, run_lock, write_text
 
 REPO = Path(__file__).resolve().parents[2]
-HOLD = ("import sys, time\nfrom cohorts.safeio import run_lock\nctx = run_lock(sys.argv[1])\nctx.__enter__()\n"
+HOLD = ("import sys, time\nfrom core.safeio import run_lock\nctx = run_lock(sys.argv[1])\nctx.__enter__()\n"
         "print('locked', flush=True)\ntime.sleep(120)\n")
 
 
@@ -30,7 +30,7 @@ def hold_lock(folder: Path) -> subprocess.Popen:
 def test_a_killed_atomic_write_leaves_the_old_file(tmp_path: Path) -> None:
     target = tmp_path / "table.csv"
     write_text(target, "a,b\n1,2\n")
-    code = f"from cohorts.safeio import write_text; write_text({str(target)!r}, 'a,b\\n3,4\\n')"
+    code = f"from core.safeio import write_text; write_text({str(target)!r}, 'a,b\\n3,4\\n')"
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, FAULT_ENV: "atomic-write",
                                                                        "PYTHONPATH": str(REPO)})
     assert proc.returncode == -signal.SIGKILL
