@@ -31,8 +31,15 @@ def plot_loss_curves(history: list[dict[str, float]], path: Path) -> Path:
     return path
 
 
+def _probe_label(kind: str, metric: str) -> str:
+    if kind == "mixture":
+        return "Gaussian mixture: ARI (all patients, unsupervised)"
+    return "ridge" if kind == "logistic" and metric == "r2" else kind
+
+
 def plot_probes(probes: dict, path: Path) -> Path:
-    """Held-out probe score (95% bootstrap CI) per latent space, one panel per truth column."""
+    """Held-out probe score (95% bootstrap CI) per latent space, one panel per truth column (with the mixture ARI
+    for categorical truth)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     cols = list(probes)
     fig, axes = plt.subplots(1, len(cols), figsize=(7 * len(cols), 4), squeeze=False)
@@ -47,7 +54,7 @@ def plot_probes(probes: dict, path: Path) -> Path:
             err = [mid - np.array([v.get("ci_low", np.nan) for v in vals]),
                    np.array([v.get("ci_high", np.nan) for v in vals]) - mid]
             ax.bar(np.arange(len(spaces)) + j * width, mid, width, yerr=err, capsize=3,
-                   label="ridge" if kind == "logistic" and metric == "r2" else kind)
+                   label=_probe_label(kind, metric))
         ax.set_xticks(np.arange(len(spaces)) + width * (len(kinds) - 1) / 2)
         ax.set_xticklabels([s.replace("_", "\n") for s in spaces], fontsize=8)
         ax.set(ylabel=f"{metric} (held-out patients)", title=f"probe: {col}",

@@ -5,6 +5,10 @@ without a value are left out. Categorical / binary truth: logistic regression or
 scored by balanced accuracy. Continuous truth: ridge or kNN regression, scored by R^2. Each score
 gets a 95% percentile bootstrap CI over the held-out patients.
 
+:func:`mixture_recovery` is unsupervised: a Gaussian mixture with as many components as the truth has
+classes, fitted on every patient's latent, scored by ARI against the truth (what a cluster analysis of
+that space can recover; the clustering stage's own choice is scored in clustering/metrics.json).
+
 The kNN probe breaks distance ties by training row order (exact distances computed elementwise, stable
 sort), so its score does not depend on the thread count or the search algorithm: tied rows are common
 (every patient without any input sits at the prior mean).
@@ -16,7 +20,8 @@ import warnings
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression, RidgeCV
-from sklearn.metrics import balanced_accuracy_score, r2_score
+from sklearn.metrics import adjusted_rand_score, balanced_accuracy_score, r2_score
+from sklearn.mixture import GaussianMixture
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -86,3 +91,19 @@ def knn_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *,
             votes = np.apply_along_axis(np.bincount, 1, codes[nn], minlength=len(classes))
             out.append(classes[votes.argmax(axis=1)])
     return np.concatenate(out) if out else np.asarray([], dtype=float if continuous else object)
+
+
+def mixture_recovery(latent: np.ndarray, labels: np.ndarray, *, seed: int = 0, n_init: int = 5) -> dict[str, float | str]:
+    """ARI between a seeded Gaussian mixture (K = number of truth classes) on ``latent`` and categorical ``labels``.
+
+    Patients without a truth value still shape the mixture but are not scored.
+    """
+    y = pd.Series(labels, dtype=object)
+    known = y.notna().to_numpy()
+    k = int(y[known].nunique())
+    if k < 2 or known.sum() <= k:
+        return {"metric": "ari", "n": int(known.sum()), "skipped": "fewer than 2 truth classes"}
+    fitted = GaussianMixture(k, reg_covar=1e-3, n_init=n_init, random_state=seed).fit(latent.astype(np.float64))
+    pred = fitted.predict(latent.astype(np.float64))
+    return {"metric": "ari", "score": float(adjusted_rand_score(y[known].astype(str), pred[known])),
+            "n": int(known.sum()), "n_components": k}

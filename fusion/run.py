@@ -25,7 +25,7 @@ from fusion.distributed import initialize, output_folder
 from fusion.figures import plot_loss_curves, plot_probes
 from fusion.latents import write_latents
 from fusion.model import FusionVAE
-from fusion.probes import probe_latent
+from fusion.probes import mixture_recovery, probe_latent
 from fusion.train import CheckpointMismatch
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,8 @@ def run_fusion(cfg: FusionConfig, *, cohort: Path, store: Path, selection: Path 
 
 def _probe_all(cfg: FusionConfig, data: PatientData, split: dict[str, np.ndarray], vae: FusionVAE,
                latent: np.ndarray) -> dict:
-    """Held-out probes per truth column: joint latent, single-modality inference, single-modality VAEs."""
+    """Held-out probes per truth column: joint latent, single-modality inference, single-modality VAEs; for
+    categorical truth also the ARI of a Gaussian mixture on each space (:func:`fusion.probes.mixture_recovery`)."""
     ev = cfg.evaluation
     columns = ev.truth_columns if ev.truth_columns is not None else list(data.truth.columns)
     missing = [c for c in columns if c not in data.truth.columns]
@@ -127,6 +128,9 @@ def _probe_all(cfg: FusionConfig, data: PatientData, split: dict[str, np.ndarray
                                                continuous=continuous, k=ev.knn_k, seed=cfg.seed)
                             for kind in ev.probes}
                     for space, z in spaces.items()}
+        if not continuous:     # unsupervised: can a cluster analysis of each space find the truth classes?
+            for space, z in spaces.items():
+                out[col][space]["mixture"] = mixture_recovery(z, labels, seed=cfg.seed)
     return out
 
 

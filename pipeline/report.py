@@ -187,11 +187,12 @@ def _fusion(run: Path) -> str:
         out.append("<h3>Reconstruction and KL per split</h3>" + _html_table(pd.DataFrame(metrics["reconstruction"]).T))
     rows = [{"truth": col, "latent space": space, "probe": kind, "metric": res.get("metric"),
              "score [95% CI]": _ci(res.get("score"), res.get("ci_low"), res.get("ci_high")),
-             "n test": res.get("n_test")}
+             "n test": res.get("n_test", res.get("n"))}
             for col, spaces in metrics.get("probes", {}).items() for space, kinds in spaces.items()
             for kind, res in kinds.items()]
     if rows:
-        out.append("<h3>Held-out probes of the latents against the ground truth (test patients only)</h3>"
+        out.append("<h3>Probes of the latents against the ground truth (held-out test patients; the Gaussian mixture "
+                   "is unsupervised, fitted and scored on all patients)</h3>"
                    + _html_table(pd.DataFrame(rows), index=False))
     out.append(_figures(folder / "figures"))
     return "".join(out)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fusion.probes import probe_latent
+from fusion.probes import mixture_recovery, probe_latent
 
 
 def test_probe_separates_signal_from_noise() -> None:
@@ -48,3 +48,17 @@ def test_knn_probe_matches_sklearn_and_breaks_ties_by_row_order() -> None:
     labels = np.concatenate([np.array(["a", "b"] * 15), y])
     pred = [knn_predict(tied, labels, np.zeros((5, 4)), k=k, continuous=False, block=b) for k in (3, 4) for b in (1, 2, 64)]
     assert all((p == "a").all() for p in pred)       # rows 0,1,2 -> a,b,a; k=4: a,b,a,b tie -> smallest label
+
+
+def test_mixture_recovery_finds_separated_classes_not_noise() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.array(["a", "b", "c"], dtype=object), 60)
+    centres = {"a": (0, 0), "b": (6, 0), "c": (0, 6)}
+    clustered = np.array([centres[x] for x in labels]) + rng.normal(0, 1, (180, 2))
+    noise = rng.normal(0, 1, (180, 2))
+    with_null = labels.copy()
+    with_null[:5] = None
+    found = mixture_recovery(clustered, with_null, seed=0)
+    assert found["score"] > 0.9 and found["n"] == 175 and found["n_components"] == 3
+    assert abs(mixture_recovery(noise, labels, seed=0)["score"]) < 0.1
+    assert "skipped" in mixture_recovery(noise, np.array(["a"] * 180, dtype=object))

@@ -56,3 +56,16 @@ def test_include_errors_name_the_file(tmp_path: Path) -> None:
 def test_shipped_pipeline_configs_validate(path: Path) -> None:
     name, sections = load_pipeline_config(path)
     assert name and {"cohorts", "embedders", "clustering"} <= set(sections)
+
+
+def test_reading_the_pipeline_config_does_not_load_jax() -> None:
+    """The pipeline reads every stage's config before the embedders stage; JAX loaded by then makes the
+    embedders' DataLoader workers start from a forkserver (the demo's embedders stage took 97 s instead of 58 s)."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    code = ("import sys; from pipeline.config import load_pipeline_config; "
+            "load_pipeline_config('configs/demo.yaml'); print('jax' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
