@@ -132,6 +132,7 @@ class DemoSource(StrictModel):
     image_size: int = Field(256, ge=32)
     sites: int = Field(3, ge=1, le=4)  # hospitals with their own detector, laboratory, case mix; 1: none
     raw_dir: Path | None = None      # where to write the raw cohort; default OUT/raw
+    workers: int = Field(1, ge=1)    # processes rendering the images (byte-identical files for any number)
 
 
 SourceConfig = Annotated[

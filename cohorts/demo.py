@@ -27,7 +27,11 @@ import argparse
 import json
 import logging
 import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 from tqdm import tqdm
+
+from core.parallel import worker_context
 
 from .phantom import SIDES, ZONES, PhantomSpec, render_phantom
 
@@ -75,6 +81,7 @@ MISSING_P = {"age": 0.02, "sex": 0.01, "vasopressors": 0.05, "bicarbonate": 0.10
 BIOMARKER_MISSING_P = 0.15              # il6 and il8 together (biomarker sub-study), MCAR
 LACTATE_MISSING_P = (0.15, 0.40)        # MAR: (on vasopressors, not on vasopressors)
 PF_MISSING_P = (0.05, 0.40)             # MNAR: (P/F <= 250, P/F > 250): milder patients lack an ABG
+PATIENTS_PER_TASK = 25                  # patients per task of the generator's process pool
 FEATURES = ("age", "sex", "pf_ratio", "vasopressors", "bicarbonate", "il6", "il8", "lactate", "etiology")
 PF_KPA_PER_MMHG = 1.0 / 7.50062        # P/F with PaO2 in kPa (FiO2 as a fraction)
 
@@ -228,6 +235,30 @@ def _image_plan(rng: np.random.Generator, subtype: int, severity: float, time: f
     return plan
 
 
+def _context() -> BaseContext | None:
+    method = worker_context()
+    return multiprocessing.get_context(method) if method else None
+
+
+def _write_patients(indices: range, *, seed: int, profiles: tuple[SiteProfile, ...], image_size: int, raw_dir: Path,
+                    width: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Draw patients ``indices``, write their PNGs; return their clinical rows and manifest rows."""
+    clinical, rows = [], []
+    for i in indices:
+        pid = f"P{i:0{width}d}"
+        row, plan = _patient(seed, i, profiles)
+        clinical.append({"patient_id": pid, **row})
+        for item in plan:
+            image_id = f"{pid}-I{item['index']}"
+            rel = f"images/{image_id}.png"
+            _write_png(render_phantom(item["spec"], size=image_size), raw_dir / rel)
+            rows.append({"image_id": image_id, "patient_id": pid, "study_id": f"{pid}-S{item['index']}",
+                         "path": rel, "view": item["spec"].view, "site": row["site"],
+                         "offset_days": item["offset_days"],
+                         **{f: int(item["labels"][f]) for f in LABELS}})
+    return clinical, rows
+
+
 def _patient(seed: int, i: int, sites: tuple[SiteProfile, ...]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Clinical row (with missingness, site, outcomes, truth) and image plan of patient ``i``."""
     rng = np.random.default_rng([seed, i])
@@ -278,32 +309,38 @@ def _write_png(array: np.ndarray, path: Path) -> None:
 
 
 def generate_demo(raw_dir: Path, *, n_patients: int = 300, seed: int = 0, image_size: int = 256,
-                  sites: int = 3) -> Path:
+                  sites: int = 3, workers: int = 1) -> Path:
     """Write the synthetic cohort into ``raw_dir`` (see module docstring); return ``raw_dir``.
 
-    Deterministic from ``seed``: the same arguments give byte-identical files. PNGs left over
-    from an earlier run in ``raw_dir/images`` that this run does not write are removed.
+    Deterministic from ``seed``: the same arguments give byte-identical files, whatever ``workers`` (processes
+    that render and write the images; every patient has its own random stream). PNGs left over from an earlier
+    run in ``raw_dir/images`` that this run does not write are removed.
     """
-    if n_patients < 1 or image_size < 32:
-        raise ValueError(f"generate_demo needs n_patients >= 1 and image_size >= 32, got {n_patients}, {image_size}")
+    if n_patients < 1 or image_size < 32 or workers < 1:
+        raise ValueError(f"generate_demo needs n_patients >= 1, image_size >= 32 and workers >= 1, got {n_patients}, "
+                         f"{image_size}, {workers}")
     profiles = site_profiles(sites)
     raw_dir = Path(raw_dir)
     images = raw_dir / "images"
     images.mkdir(parents=True, exist_ok=True)
     width = max(4, len(str(n_patients)))
+    blocks = [range(lo, min(lo + PATIENTS_PER_TASK, n_patients)) for lo in range(0, n_patients, PATIENTS_PER_TASK)]
+    task = partial(_write_patients, seed=seed, profiles=profiles, image_size=image_size, raw_dir=raw_dir, width=width)
     rows, clinical = [], []
-    for i in tqdm(range(n_patients), desc="demo cohort", unit="patient"):
-        pid = f"P{i:0{width}d}"
-        row, plan = _patient(seed, i, profiles)
-        clinical.append({"patient_id": pid, **row})
-        for item in plan:
-            image_id = f"{pid}-I{item['index']}"
-            rel = f"images/{image_id}.png"
-            _write_png(render_phantom(item["spec"], size=image_size), raw_dir / rel)
-            rows.append({"image_id": image_id, "patient_id": pid, "study_id": f"{pid}-S{item['index']}",
-                         "path": rel, "view": item["spec"].view, "site": row["site"],
-                         "offset_days": item["offset_days"],
-                         **{f: int(item["labels"][f]) for f in LABELS}})
+    with tqdm(total=n_patients, desc="demo cohort", unit="patient") as bar:
+        if workers == 1:
+            done = map(task, blocks)
+        else:
+            pool = ProcessPoolExecutor(min(workers, len(blocks)), mp_context=_context())
+            done = pool.map(task, blocks)
+        try:
+            for block, (block_clinical, block_rows) in zip(blocks, done):
+                clinical.extend(block_clinical)
+                rows.extend(block_rows)
+                bar.update(len(block))
+        finally:
+            if workers > 1:
+                pool.shutdown(cancel_futures=True)
     written = {Path(r["path"]).name for r in rows}
     for stale in images.glob("P*-I*.png"):
         if stale.name not in written:
@@ -326,10 +363,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--sites", type=int, default=3, help=f"hospitals, 1-{len(SITES)} (1: no site effects)")
+    parser.add_argument("--workers", type=int, default=1, help="processes rendering the images (same files for any)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = generate_demo(args.out, n_patients=args.n_patients, seed=args.seed, image_size=args.image_size,
-                        sites=args.sites)
+                        sites=args.sites, workers=args.workers)
     manifest = pd.read_csv(out / "manifest.csv")
     print(f"wrote {len(manifest)} images of {manifest['patient_id'].nunique()} patients to {out}")
 

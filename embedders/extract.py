@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import sys
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -25,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from cohorts.images import ImageError, load_image
+from core.parallel import worker_context
 
 from .augment import augment
 from .base import Embedder
@@ -79,13 +79,6 @@ class _PreparedRows(Dataset):
         good = [(r, p) for r, p in items if isinstance(p, torch.Tensor)]
         failed = [(r, p[0], p[1]) for r, p in items if not isinstance(p, torch.Tensor)]
         return [r for r, _ in good], (self.embedder.collate([p for _, p in good]) if good else None), failed
-
-
-def worker_context() -> str | None:
-    """How to start decode workers: fork (the default, fastest) unless JAX is loaded in this process (e.g. the
-    pipeline or a test session that already trained a VAE): JAX runs threads and forking them can deadlock,
-    so then workers come from a clean forkserver process instead."""
-    return "forkserver" if "jax" in sys.modules else None
 
 
 def extract_chunks(embedder: Embedder, group: zarr.Group, augmentation: str, chunks: Sequence[int], *,

@@ -16,7 +16,8 @@ def load_demo(cfg: DemoSource, *, out: Path) -> AdapterResult:
     from ..demo import generate_demo  # the generator is only needed for demo sources
 
     raw_dir = cfg.raw_dir if cfg.raw_dir is not None else out / "raw"
-    generate_demo(raw_dir, n_patients=cfg.n_patients, seed=cfg.seed, image_size=cfg.image_size, sites=cfg.sites)
+    generate_demo(raw_dir, n_patients=cfg.n_patients, seed=cfg.seed, image_size=cfg.image_size, sites=cfg.sites,
+                 workers=cfg.workers)
     csv = CsvSource(kind="csv", manifest=raw_dir / "manifest.csv", dataset="demo",
                     labels={name: name for name in LABELS}, extra_columns=["site"], clinical=raw_dir / "clinical.csv",
                     clinical_schema=raw_dir / "clinical_schema.json")

@@ -57,7 +57,7 @@ def test_cli_shell_silences_the_missing_tpu_line() -> None:
 
 
 def test_no_fork_after_jax() -> None:
-    code = ("import sys; from embedders.extract import worker_context; a = worker_context(); import jax; "
+    code = ("import sys; from core.parallel import worker_context; a = worker_context(); import jax; "
             "print(a, worker_context())")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})

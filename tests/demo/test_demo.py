@@ -51,6 +51,8 @@ def test_same_seed_identical_bytes_different_seed_differs(small_demo: tuple[Path
     raw, _ = small_demo
     again = generate_demo(tmp_path / "again", n_patients=40, seed=3, image_size=64)
     assert _hashes(again) == _hashes(raw)
+    pooled = generate_demo(tmp_path / "pooled", n_patients=40, seed=3, image_size=64, workers=2)
+    assert _hashes(pooled) == _hashes(raw)
     other = generate_demo(tmp_path / "other", n_patients=40, seed=4, image_size=64)
     a, b = _hashes(raw), _hashes(other)
     assert a["clinical.csv"] != b["clinical.csv"] and a["manifest.csv"] != b["manifest.csv"]
