@@ -28,13 +28,15 @@ __all__ = ["BASE_COLUMNS", "ExportError", "ExportPlan", "check_columns", "data_d
 BASE_COLUMNS = {
     "patient_id": ("str", "pseudonymous patient key: keyed hash (HMAC-SHA256) of the cohort's patient id; the key "
                           "stays with the data owner"),
-    "subtype": ("str", "candidate subtype S1..SK (S1 largest) from Leiden on the cosine kNN graph"),
+    "subtype": ("str", "candidate subtype S1..SK (S1 largest); the method is named in the dictionary row"),
     "confidence": ("float [0,1]", "membership confidence: over subsample reclusterings, the chance-corrected share of "
                                   "the patient's subtype mates kept with it (0 when a resample merges or shuffles "
                                   "everyone); empty when there are no stable subtypes"),
     "umap_1": ("float", "UMAP coordinate 1 (display only; NaN when left out of a display subsample)"),
     "umap_2": ("float", "UMAP coordinate 2 (display only)"),
 }
+SUBTYPE_METHOD = {"leiden": "Leiden communities of the cosine kNN graph",
+                  "gmm": "Gaussian mixture on the latent (number of classes by BIC)"}
 RAW_ID_NOTE = "patient key from the cohort manifest, exported UNCHANGED (export.raw_ids: true)"
 PRIVATE_DIR = "private"
 
@@ -120,11 +122,19 @@ def export_ids(frame: pd.DataFrame, plan: ExportPlan) -> pd.DataFrame:
     return out
 
 
-def data_dictionary(cols: list[str], schema: dict[str, dict], *, raw_ids: bool = False) -> pd.DataFrame:
-    """One row per exported column: name, type, unit, allowed range/categories, description, source."""
-    rows = [{"column": c, "type": t, "unit": "", "range_or_categories": "",
-             "description": RAW_ID_NOTE if (raw_ids and c == "patient_id") else d, "source": "clustering"}
-            for c, (t, d) in BASE_COLUMNS.items()]
+def data_dictionary(cols: list[str], schema: dict[str, dict], *, raw_ids: bool = False,
+                    method: str = "leiden") -> pd.DataFrame:
+    """One row per exported column: name, type, unit, allowed range/categories, description, source.
+
+    ``method``: the clustering method whose labels fill ``subtype`` (``leiden`` | ``gmm``).
+    """
+    def describe(c: str, d: str) -> str:
+        if raw_ids and c == "patient_id":
+            return RAW_ID_NOTE
+        return f"candidate subtype S1..SK (S1 largest) from {SUBTYPE_METHOD[method]}" if c == "subtype" else d
+
+    rows = [{"column": c, "type": t, "unit": "", "range_or_categories": "", "description": describe(c, d),
+             "source": "clustering"} for c, (t, d) in BASE_COLUMNS.items()]
     for c in cols:
         spec = schema.get(c, {})
         rng = spec.get("categories") or ([spec.get("min"), spec.get("max")] if spec.get("min") is not None
@@ -155,7 +165,7 @@ def write_export(assign: pd.DataFrame, table: pd.DataFrame, cfg: ClusteringConfi
              "data_dictionary": out / "data_dictionary.csv", "provenance": out / "provenance.json"}
     write_csv(export, paths["subtypes_csv"])
     write_parquet(export, paths["subtypes_parquet"])
-    dd = data_dictionary(plan.columns, schema, raw_ids=bool(plan.ids and plan.ids.raw))
+    dd = data_dictionary(plan.columns, schema, raw_ids=bool(plan.ids and plan.ids.raw), method=cfg.labels)
     if extra:
         dd = pd.concat([dd, pd.DataFrame([{"column": c, "type": "str", "unit": "", "range_or_categories": "",
                                            "description": "image key (pseudonymous like patient_id)", "source": "manifest"}

@@ -54,3 +54,12 @@ def test_unknown_and_plain_columns() -> None:
         check_columns(table, ClusteringConfig(export={"columns": ["weight"]}), SCHEMA, source="fixture")
     assert identifying_reason("bed", table.bed, SCHEMA) is None
     assert identifying_reason("age", table.age, SCHEMA) is None
+
+
+@pytest.mark.parametrize("labels,method", [("leiden", "Leiden"), ("gmm", "Gaussian mixture")])
+def test_data_dictionary_names_the_method_behind_the_subtypes(tmp_path, labels: str, method: str) -> None:
+    base, table = _tables()
+    paths = write_export(base, table, ClusteringConfig(labels=labels, export={"columns": ["age"]}), SCHEMA,
+                         out=tmp_path, provenance={}, source="fixture")
+    dd = pd.read_csv(paths["data_dictionary"]).set_index("column")
+    assert method in dd.loc["subtype", "description"]
