@@ -153,6 +153,8 @@ class ExportConfig(StrictModel):
                                              "(on purpose only; the report says so)")
     id_key: str | None = Field(None, description="key file of the keyed-hash pseudonyms (created when absent); "
                                                  "null = private/pseudonym.key in the folder above --out")
+    images: bool = Field(False, description="patient images may leave in export/: the image montage and an Atlas with "
+                                            "thumbnails (images may carry burned-in identifiers)")
 
 
 class AtlasConfig(StrictModel):

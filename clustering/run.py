@@ -32,6 +32,7 @@ from .diagnose import diagnose, site_section
 from .environment import compute_environment
 from .export import ExportPlan, export_ids, plan_export, write_export
 from .figures import plot_confidence, plot_sweep
+from .handover import EXPORT_DIR, assemble_export
 from .inputs import Points, load_cohort, load_points
 from .knn import build_knn
 from .leiden import connectivities
@@ -217,17 +218,27 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
         table = atlas_table(frame, indices=knn.indices, distances=knn.distances)
         paths.update(export_atlas(table, out=out / "atlas", application=cfg.atlas.application))
 
-    sections = _report_sections(units, knn, choice, umap_how, sweep_png, conf_png, umap_figs, table1, enrich,
-                                surv, montage_png, img_errors, truth, studies, pts, source=source)
-    sections.insert(1, _plain_language_section(descriptions, atlas="atlas_launcher" in paths))
-    sections.insert(2, site_section(diag))
-    sections.append(_privacy_section(plan))
-    paths["report"] = write_report(out / "report.html", "cxr-fusion: candidate subtypes", sections, meta=metrics,
-                                   links={"metrics.json": "metrics.json", "validity.json": "validity.json",
-                                          "site_diagnostics.json": "site_diagnostics.json",
-                                          "provenance.json": "provenance.json", "run.json": "run.json",
-                                          "config.resolved.yaml": "config.resolved.yaml"},
-                                   top_html=panel_html(diag.checks))
+    def report(path: Path, *, images: bool, links: dict[str, str]) -> Path:
+        sections = _report_sections(units, knn, choice, umap_how, sweep_png, conf_png, umap_figs, table1, enrich,
+                                    surv, montage_png if images else None, img_errors, truth, studies, pts,
+                                    source=source)
+        sections.insert(1, _plain_language_section(descriptions, atlas=(path.parent / "atlas" / "open_atlas.py").is_file()))
+        sections.insert(2, site_section(diag))
+        sections.append(_privacy_section(plan, images=images))
+        return write_report(path, "cxr-fusion: candidate subtypes", sections, meta=metrics, links=links,
+                            top_html=panel_html(diag.checks))
+
+    paths["report"] = report(out / "report.html", images=True,
+                             links={"metrics.json": "metrics.json", "validity.json": "validity.json",
+                                    "site_diagnostics.json": "site_diagnostics.json",
+                                    "provenance.json": "provenance.json", "run.json": "run.json",
+                                    "config.resolved.yaml": "config.resolved.yaml", "export/": "export/README.txt"})
+    atlas_images = bool(cfg.atlas.enabled and cfg.atlas.thumbnails and "path" in units.columns)
+    handed = assemble_export(out, images=cfg.export.images, atlas_has_images=atlas_images, write_report=lambda p, im: report(
+        p, images=im, links={"validity.json": "validity.json", "site_diagnostics.json": "site_diagnostics.json",
+                             "provenance.json": "provenance.json", "data_dictionary.csv": "data_dictionary.csv"}))
+    paths["export"] = out / EXPORT_DIR
+    paths["export_report"] = handed["report"]
     paths["run"] = write_run_record(out, cfg, stage="clustering", extra={"metrics": "metrics.json"})
     paths.update({"metrics": out / "metrics.json", "table1": out / "table1.csv", "figures": fig_dir,
                   "validity": out / "validity.json", "site_diagnostics": out / "site_diagnostics.json",
@@ -250,10 +261,13 @@ def _plain_language_section(descriptions: dict[str, str], *, atlas: bool) -> Sec
     return Section("The subtypes in plain language", text=text, html=blocks)
 
 
-def _privacy_section(plan: ExportPlan) -> Section:
-    """What left and what was withheld: id policy, exported columns, columns withheld from tables and figures."""
-    text = [f"Patient ids: {plan.id_policy()}.",
-            "Exported columns next to the subtypes: " + (", ".join(plan.columns) if plan.columns else "none") + "."]
+def _privacy_section(plan: ExportPlan, *, images: bool) -> Section:
+    """What left and what was withheld: id policy, exported columns, columns withheld from tables and figures, images."""
+    text = [f"Hand over the export/ folder only (its README.txt lists what is in it). Patient ids: {plan.id_policy()}.",
+            "Exported columns next to the subtypes: " + (", ".join(plan.columns) if plan.columns else "none") + ".",
+            "Patient images: " + ("shown (image montage; Atlas thumbnails where configured)." if images else
+                                  "withheld (no image montage; no Atlas when it carries image thumbnails; allow them "
+                                  "with export.images if your data agreement permits).")]
     if plan.withheld:
         text.append("Withheld from every table and figure because they look identifying (allow them with "
                     "export.summary_columns / export.allow_identifying if your data agreement permits): "

@@ -112,10 +112,33 @@ def test_nothing_identifying_leaves_and_the_report_says_what_was_withheld(identi
     assert not table1.astype(str).apply(lambda c: c.str.contains("birth_date|death_date|note")).any().any()
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["cohort"] == "cohorts" and prov["input"]["path"] == "fusion/latents.zarr"
+    # the hand-over folder: the allow-listed tables, figures, report and Atlas; no patient images by default
+    export = paths["export"]
+    assert {"subtypes.csv", "subtypes.parquet", "subtypes.h5ad", "data_dictionary.csv", "provenance.json",
+            "table1.csv", "validity.json", "report.html", "README.txt", "figures", "atlas"} <= {
+        p.name for p in export.iterdir()}
+    assert not {"metrics.json", "run.json", "config.resolved.yaml"} & {p.name for p in export.iterdir()}
+    assert not (export / "figures" / "montage.png").exists() and (out / "figures" / "montage.png").is_file()
+    assert "Sample images per subtype" not in (export / "report.html").read_text()
+    assert "Sample images per subtype" in page
     # same key -> same pseudonyms on a rerun (collaborators' answers can be linked back)
     again = run_clustering(ClusteringConfig(**CFG), cohort=run / "cohorts", latents=run / "fusion" / "latents.zarr",
                            out=run / "clustering2")
     assert pd.read_csv(again["subtypes_csv"]).patient_id.tolist() == sub.patient_id.tolist()
+
+
+def test_patient_images_leave_only_with_the_explicit_switch(identifying_cohort) -> None:
+    run, _ = identifying_cohort
+    cfg = {**CFG, "atlas": {"thumbnails": 32}}
+    without = run_clustering(ClusteringConfig(**cfg), cohort=run / "cohorts", latents=run / "fusion" / "latents.zarr",
+                             out=run / "clustering_no_images")["export"]
+    assert not (without / "atlas").exists() and not (without / "figures" / "montage.png").exists()
+    assert "Patient images: withheld" in (without / "report.html").read_text()
+    cfg["export"] = {**CFG["export"], "images": True}
+    with_images = run_clustering(ClusteringConfig(**cfg), cohort=run / "cohorts",
+                                 latents=run / "fusion" / "latents.zarr", out=run / "clustering_images")["export"]
+    assert (with_images / "atlas" / "open_atlas.py").is_file() and (with_images / "figures" / "montage.png").is_file()
+    assert "Sample images per subtype" in (with_images / "report.html").read_text()
 
 
 def test_raw_ids_only_with_the_explicit_switch(identifying_cohort) -> None:
