@@ -64,16 +64,18 @@ def _baseline_labs(raw: pd.DataFrame, day: pd.Series) -> tuple[pd.DataFrame, dic
 
 
 def _outcomes(raw: pd.DataFrame, day: pd.Series) -> pd.DataFrame:
-    """Per patient: time (days since admission), event, icu."""
+    """Per patient: time (days since admission), event, icu, icu_day (days since admission to the ICU admission)."""
     off = raw[OFFSETS].apply(pd.to_numeric, errors="coerce")
     lab_days = raw[[f"{p}_offset" for p in LABS]].apply(pd.to_numeric, errors="coerce").max(axis=1) + day
     seen = pd.concat([day, lab_days, off["icu_release_offset"] + day], axis=1).max(axis=1)
     per = pd.DataFrame({"patient_id": raw["patient_id"], "death_day": off["death_offset"] + day,
-                        "seen": seen, "icu": off["icu_admission_offset"].notna()}).groupby("patient_id")
+                        "seen": seen, "icu": off["icu_admission_offset"].notna(),
+                        "icu_day": off["icu_admission_offset"] + day}).groupby("patient_id")
     death_day = per["death_day"].max()   # identical on every row of a patient that died
     event = death_day.notna()
     time = death_day.where(event, per["seen"].max().clip(lower=0.0))
-    return pd.DataFrame({"time": time, "event": event.astype("Int8"), "icu": per["icu"].any().astype("Int8")})
+    return pd.DataFrame({"time": time, "event": event.astype("Int8"), "icu": per["icu"].any().astype("Int8"),
+                         "icu_day": per["icu_day"].min()})
 
 
 def load_hannover(cfg: HannoverSource) -> AdapterResult:
@@ -109,6 +111,8 @@ def load_hannover(cfg: HannoverSource) -> AdapterResult:
     schema = {"patient_id": ID_SPEC, "sex": spec("categorical", "feature", "sex", categories=["M", "F"]),
               **lab_schema, **OUTCOME_SPECS,
               "icu": spec("binary", "outcome", "1 if an ICU admission is recorded"),
+              "icu_day": spec("continuous", "outcome", "days from hospital admission to the ICU admission (null: none "
+                                                       "recorded)", unit="days"),
               "death": spec("binary", "outcome", "1 if a death is recorded (same as event)")}
     clinical = clinical[list(schema)]
     notes = {"censored_lab_values": {p: int(np.isinf(pd.to_numeric(raw[f"{p}_val"], errors="coerce")).sum())

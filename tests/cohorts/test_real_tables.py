@@ -87,6 +87,11 @@ def test_hannover_rows_outcomes_and_censored_labs(covid_pair, shared_data):
     expected = float(one["death_offset"]) - float(one["admission_offset"])
     assert c.set_index("patient_id").loc[f"hannover/{died[0]}", "time"] == expected
     assert (c["time"] >= 0).all() and c["time"].notna().all()
+    icu = raw.loc[raw["icu_admission_offset"].notna(), "patient_id"].unique()
+    assert c["icu_day"].notna().sum() == c["icu"].sum() == len(icu) > 0     # the day only where an ICU stay is recorded
+    rows = raw[(raw["patient_id"] == icu[0]) & raw["icu_admission_offset"].notna()]
+    days = rows["icu_admission_offset"].astype(float) - rows["admission_offset"].astype(float)
+    assert c.set_index("patient_id").loc[f"hannover/{icu[0]}", "icu_day"] == days.min()
     # -inf / inf are never numbers in the clinical table; censored baselines are flagged
     assert np.isfinite(c[["crp", "d_dimer", "po2"]].dropna()).all().all()
     assert hannover.notes["censored_lab_values"]["d-dimer"] == raw["d-dimer_val"].isin(["inf", "-inf"]).sum()
