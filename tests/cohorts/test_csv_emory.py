@@ -120,8 +120,9 @@ def test_emory_split_tables_join_on_study_key(tmp_path):
 def test_demo_source_calls_generator_and_ingests_csv(tmp_path, monkeypatch):
     calls = {}
 
-    def fake_generate(raw_dir: Path, *, n_patients: int, seed: int, image_size: int, sites: int) -> Path:
-        calls.update(raw_dir=raw_dir, n_patients=n_patients, seed=seed, image_size=image_size, sites=sites)
+    def fake_generate(raw_dir: Path, *, n_patients: int, seed: int, image_size: int, sites: int, workers: int) -> Path:
+        calls.update(raw_dir=raw_dir, n_patients=n_patients, seed=seed, image_size=image_size, sites=sites,
+                     workers=workers)
         _csv_cohort(raw_dir)
         df = pd.read_csv(raw_dir / "manifest.csv").rename(columns={"Effusion": "Opacity"})
         df["Effusion"], df["Atelectasis"] = df["Edema"], 1 - df["Edema"]
@@ -132,7 +133,8 @@ def test_demo_source_calls_generator_and_ingests_csv(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "cohorts.demo", types.SimpleNamespace(generate_demo=fake_generate))
     cfg = CohortsConfig(sources=[{"kind": "demo", "n_patients": 6, "seed": 3, "image_size": 64}])
     written = run_cohorts(cfg, out=tmp_path / "out")
-    assert calls == {"raw_dir": tmp_path / "out" / "raw", "n_patients": 6, "seed": 3, "image_size": 64, "sites": 3}
+    assert calls == {"raw_dir": tmp_path / "out" / "raw", "n_patients": 6, "seed": 3, "image_size": 64, "sites": 3,
+                     "workers": 1}
     m = pd.read_parquet(written["manifest"])
     assert (m["dataset"] == "demo").all() and (m["site"] == "A").all()
     assert {"label_Atelectasis", "label_Edema", "label_Effusion", "label_Opacity"} <= set(m.columns)
