@@ -3,7 +3,7 @@
 Data sets: lifelines' ``gbsg2`` (686 patients) and GBSG (2,232), METABRIC (1,904), SUPPORT (8,873) from
 ``../shared/data/survival-benchmarks`` (DeepSurv HDF5 files, train + test joined, as pycox does; see its
 README). Each table is written as a contract-format cohort (clinical.parquet + clinical_schema.json, no
-images) and run through :func:`fusion.survival.run_survival` exactly as a user would: clinical tokens only,
+images) and run through :func:`fusion.survival.run.run_survival` exactly as a user would: clinical tokens only,
 no landmark, 5-fold out-of-fold Harrell's C. The fold split is fixed (``evaluation.fold_seed: 0``); each
 of ``--seeds`` changes everything the head's training draws (initialisation, validation parts, batch
 order), so the spread over seeds is the head's training instability alone. CoxPH is the stage's
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from fusion.survival import run_survival
-from fusion.survival_config import SurvivalConfig
+from fusion.survival.config import SurvivalConfig
+from fusion.survival.run import run_survival
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "survival-benchmarks"
 H5 = {"GBSG": "gbsg_cancer_train_test.h5", "METABRIC": "metabric_IHC4_clinical_train_test.h5",

@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 
 from core.config import StrictModel, load_stage_config
 from fusion.distributed import DistributedConfig
-from fusion.survival_config import SurvivalConfig
+from fusion.survival.config import SurvivalConfig
 from fusion.train_config import TrainConfig
 
 SerialPolicy = Literal["first_within_window", "all_within_window", "last", "all"]

@@ -163,7 +163,7 @@ def _run_survival_if_enabled(cfg: FusionConfig, *, model: str, augmentation: str
     """
     if not cfg.survival.enabled:
         return None
-    from fusion.survival import run_survival  # the head builds on this stage's latents
+    from fusion.survival.run import run_survival  # the head builds on this stage's latents
 
     survival = cfg.survival
     if survival.tokens.cxr and survival.tokens.cxr_model is None:

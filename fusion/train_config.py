@@ -1,5 +1,5 @@
 """Options of the optax training loop (:func:`fusion.train.fit`), shared by the VAE (``fusion.config``) and the
-survival head (``fusion.survival_config``); both import it from here, so neither imports the other.
+survival head (``fusion.survival.config``); both import it from here, so neither imports the other.
 """
 from __future__ import annotations
 

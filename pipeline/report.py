@@ -25,7 +25,7 @@ from clustering.report import FIGURE_CHECK_SCRIPT, TABLE1_LEGEND, format_p
 from clustering.validity import panel_html
 from core.provenance import now_iso
 from core.safeio import write_text
-from fusion.survival_eval import FLAG_TEXT
+from fusion.survival.eval import FLAG_TEXT
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1250px;margin:2em auto;padding:0 1em;color:#222}
 h1{border-bottom:2px solid #446}h2{margin-top:2em;border-bottom:1px solid #bbb}

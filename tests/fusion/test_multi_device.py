@@ -59,8 +59,8 @@ if mode.startswith("vae"):
     result.update(n_train=len(split["train"]), epochs=res.epochs_run, history=res.history)
 else:
     conf = load(Path("tests/survival/conftest.py"), "survival_conftest")
-    from fusion.survival import run_survival
-    from fusion.survival_config import SurvivalConfig
+    from fusion.survival.run import run_survival
+    from fusion.survival.config import SurvivalConfig
     cohort, store = conf.write_toy_cohort(root)
     # one head per fold and no linear start: no discrete choice that float rounding across devices could flip
     cfg = SurvivalConfig.model_validate({"tokens": {"cxr_model": "toy", "latent": "none"},

@@ -12,9 +12,10 @@ from core.config import ConfigError, validate_config
 from fusion.config import FusionConfig
 from fusion.data import load_patient_data
 from fusion.model import FusionVAE
-from fusion.survival import VAE_PREFIX, HeadLoss, JointLoss, run_survival
-from fusion.survival_config import SurvivalConfig
-from fusion.survival_head import SurvivalHead
+from fusion.survival.config import SurvivalConfig
+from fusion.survival.network import SurvivalHead
+from fusion.survival.objective import VAE_PREFIX, HeadLoss, JointLoss
+from fusion.survival.run import run_survival
 
 
 def _survival_config(latent: str = "joint", **overrides: object) -> SurvivalConfig:
@@ -119,11 +120,11 @@ def test_joint_config_validation():
 
 
 def test_fusion_stage_passes_its_own_config_to_the_joint_head(monkeypatch, tiny_config):
-    import fusion.survival
+    import fusion.survival.run
     from fusion.run import _run_survival_if_enabled
 
     seen = {}
-    monkeypatch.setattr(fusion.survival, "run_survival", lambda survival, **kw: seen.update(kw, survival=survival))
+    monkeypatch.setattr(fusion.survival.run, "run_survival", lambda survival, **kw: seen.update(kw, survival=survival))
     cfg = tiny_config(survival={"enabled": True, "tokens": {"latent": "joint"}})
     _run_survival_if_enabled(cfg, model="synthetic", augmentation="original", cohort=None, store=None,
                              selection=None, latents=None, out=None)

@@ -15,7 +15,7 @@ from cohorts.run import load_cohorts_config
 from embedders.bulk import load_bulk_config
 from embedders.config import load_embedders_config
 from fusion.config import load_fusion_config
-from fusion.survival import load_survival_config
+from fusion.survival.run import load_survival_config
 from pipeline.config import load_pipeline_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from lifelines.utils import concordance_index
 
-from fusion.cox import bin_index, binary_outcome_loss, cox_loss, cox_partial_loglik, discrete_hazard_loss, time_bins
+from fusion.survival.cox import bin_index, binary_outcome_loss, cox_loss, cox_partial_loglik, discrete_hazard_loss, time_bins
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """Cox partial likelihood vs statsmodels' PHReg, an independent implementation with both tie methods.
 
 lifelines' CoxPHFitter only has Efron ties (tests/survival/test_cox.py); statsmodels has Breslow too,
-so both branches of ``fusion.cox.cox_partial_loglik`` are checked on rossi against a library.
+so both branches of ``fusion.survival.cox.cox_partial_loglik`` are checked on rossi against a library.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fusion.cox import cox_partial_loglik
+from fusion.survival.cox import cox_partial_loglik
 
 PHReg = pytest.importorskip("statsmodels.duration.hazard_regression").PHReg
 

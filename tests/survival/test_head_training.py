@@ -4,8 +4,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from fusion.survival import HeadLoss, _drop_tokens
-from fusion.survival_head import SurvivalHead
+from fusion.survival.network import SurvivalHead
+from fusion.survival.objective import HeadLoss, _drop_tokens
 from fusion.train import _compiled_steps, fit
 from fusion.train_config import TrainConfig
 
@@ -50,7 +50,7 @@ def test_linear_term_start_is_the_cox_fit(rossi_xte):
     import pandas as pd
     from lifelines import CoxPHFitter
 
-    from fusion.survival_linear import fit_linear_term
+    from fusion.survival.linear import fit_linear_term
 
     x, t, e = rossi_xte
     x = (x - x.mean(0)) / x.std(0)

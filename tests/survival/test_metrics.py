@@ -6,7 +6,7 @@ import pytest
 from lifelines import KaplanMeierFitter
 from lifelines.utils import concordance_index
 
-from fusion.survival_metrics import (
+from fusion.survival.metrics import (
     binary_c,
     bootstrap,
     breslow_cumulative_hazard,

@@ -1,6 +1,6 @@
 """Survival metrics against scikit-survival 0.28 on lifelines' gbsg2 (686 patients, integer days, tied times).
 
-One tie convention (fusion/survival_metrics.py docstring) makes Harrell's and Uno's C, td-AUROC, Brier and
+One tie convention (fusion/survival/metrics.py docstring) makes Harrell's and Uno's C, td-AUROC, Brier and
 IBS equal scikit-survival's to rounding; the earlier 1e-5..2e-4 differences are reproduced and explained.
 """
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from lifelines import CoxPHFitter, KaplanMeierFitter
 
-from fusion.survival_figures import plot_calibration
-from fusion.survival_metrics import (
+from fusion.survival.figures import plot_calibration
+from fusion.survival.metrics import (
     antolini_c,
     breslow_cumulative_hazard,
     brier_scores,

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fusion.ssm import MambaEncoder, selective_scan, selective_scan_reference
+from fusion.survival.ssm import MambaEncoder, selective_scan, selective_scan_reference
 
 
 def _inputs(seed: int, b: int = 3, length: int = 29, d: int = 6, n: int = 5):

@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 
 from fusion.config import load_fusion_config
-from fusion.survival import head_variants, load_survival_config
-from fusion.survival_config import SurvivalConfig
-from fusion.survival_eval import endpoint_flags, token_summary
-from fusion.survival_head import SurvivalHead
+from fusion.survival.config import SurvivalConfig
+from fusion.survival.crossval import head_variants
+from fusion.survival.eval import endpoint_flags, token_summary
+from fusion.survival.network import SurvivalHead
+from fusion.survival.run import load_survival_config
 from pipeline.config import load_pipeline_config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,9 +10,10 @@ import pytest
 
 from core.config import ConfigError
 from fusion.data import load_patient_data
-from fusion.survival import endpoint_target, landmark_images, run_survival
-from fusion.survival_config import Endpoint, SurvivalConfig
-from fusion.survival_head import SurvivalHead
+from fusion.survival.config import Endpoint, SurvivalConfig
+from fusion.survival.inputs import endpoint_target, landmark_images
+from fusion.survival.network import SurvivalHead
+from fusion.survival.run import run_survival
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusion.survival import _validation_rows
+from fusion.survival.model import _validation_rows
 
 
 @pytest.mark.parametrize("seed", range(20))

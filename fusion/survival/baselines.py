@@ -11,6 +11,10 @@
 
 Binary endpoints (no times) use an L2 logistic regression (``C = 1 / penalizer``) on the same design,
 the analogue of the head's logistic loss. Every fitter returns a risk score (higher = worse).
+
+:func:`fit_baselines` fits the configured ``evaluation.baselines`` of one fold (designs from
+:func:`baseline_designs`, with the head's preprocessing fitted on the same training patients) and returns their
+test risks and survival curves; Cox-type risks are centred by their training mean, like the head's.
 """
 from __future__ import annotations
 
@@ -23,6 +27,11 @@ from lifelines import CoxPHFitter
 from lifelines.exceptions import ConvergenceError, ConvergenceWarning
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
+
+from fusion.clinical import SchemaError
+from fusion.survival.config import SurvivalConfig
+from fusion.survival.inputs import HeadInputs, Preprocessor, Target
+from fusion.survival.metrics import breslow_cumulative_hazard, cox_survival, survival_at
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +111,6 @@ def fit_predict_forest(design: pd.DataFrame, train: np.ndarray, test: np.ndarray
     except ImportError as exc:
         raise ImportError("evaluation.baselines 'rsf' needs scikit-survival (pip install 'scikit-survival==0.28.0', "
                           "in the dev extra), or remove 'rsf' from evaluation.baselines") from exc
-    from fusion.survival_metrics import survival_at
-
     model = RandomSurvivalForest(n_trees, min_samples_leaf=15, max_features="sqrt", random_state=seed, n_jobs=1)
     model.fit(x[train], Surv.from_arrays(event[train].astype(bool), time[train]))
     risk = model.predict(x[test])
@@ -111,3 +118,67 @@ def fit_predict_forest(design: pd.DataFrame, train: np.ndarray, test: np.ndarray
     if grid is not None:
         curves = survival_at(model.predict_survival_function(x[test], return_array=True), model.unique_times_, grid)
     return risk, curves
+
+
+# ----------------------------------------------------------------------------------------- one fold
+def baseline_designs(cfg: SurvivalConfig, inputs: HeadInputs, target: Target, pre: Preprocessor,
+                     fit_rows: np.ndarray, seed: int) -> dict[str, pd.DataFrame]:
+    """Design frame of each configured baseline over all of ``target``'s rows (PCA fitted on ``fit_rows``)."""
+    data, rows = inputs.data, target.rows
+    wanted = set(cfg.evaluation.baselines)
+    designs: dict[str, pd.DataFrame] = {}
+    if pre.encoder.variables and wanted & {"clinical_cox", "rsf"}:
+        clin = pre.encoder.transform(data.clinical.iloc[rows], schema=data.schema)
+        names = [f"{v.name}[{j}]" for v in pre.encoder.variables for j in range(v.stop - v.start)]
+        design = clinical_design(clin.values, clin.mask, names)
+        designs |= {k: design for k in ("clinical_cox", "rsf") if k in wanted}
+    xmask = inputs.xmask[rows]
+    if xmask.any() and "cxr_pca_cox" in wanted:
+        x = np.where(xmask[..., None], (inputs.x[rows] - pre.cxr_mean) / pre.cxr_std, 0.0)
+        mean = x.sum(1) / np.maximum(xmask.sum(1, keepdims=True), 1)
+        designs["cxr_pca_cox"] = pca_design(mean, xmask.any(1), fit_rows, n_components=cfg.evaluation.pca_components,
+                                            seed=seed)
+    truth_cols = cfg.evaluation.oracle_columns if cfg.evaluation.oracle_columns is not None else list(data.truth.columns)
+    missing = [c for c in truth_cols if c not in data.truth.columns]
+    if missing:
+        raise SchemaError(f"evaluation.oracle_columns {missing} are not role=truth columns "
+                          f"(truth columns: {list(data.truth.columns)})")
+    if truth_cols and "oracle" in wanted:
+        designs["oracle"] = truth_design(data.truth.iloc[rows][truth_cols])
+    return designs
+
+
+def fit_baselines(cfg: SurvivalConfig, inputs: HeadInputs, target: Target, pre: Preprocessor, test: np.ndarray,
+                  grid: np.ndarray | None, *, seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Fit the baselines on the rows outside ``test`` (a mask over ``target.rows``) -> ``(test risks, test survival
+    on grid)`` per baseline (``grid`` None for binary endpoints)."""
+    fit_rows = ~test
+    risk: dict[str, np.ndarray] = {}
+    surv: dict[str, np.ndarray] = {}
+    for name, design in baseline_designs(cfg, inputs, target, pre, fit_rows, seed).items():
+        if name == "rsf":
+            risk[name], curves = fit_predict_forest(design, fit_rows, test, time=target.time, event=target.event,
+                                                    y=target.y, grid=grid, seed=seed)
+            if curves is not None:
+                surv[name] = curves
+            continue
+        scores = fit_predict(design, fit_rows, fit_rows | test, time=target.time, event=target.event,
+                             y=target.y, penalizer=cfg.evaluation.penalizer)
+        full = np.full(len(target.rows), np.nan)
+        full[np.flatnonzero(fit_rows | test)] = scores
+        risk[name] = full[test]
+        if target.endpoint.kind != "binary":
+            shift = np.nanmean(full[fit_rows])
+            risk[name] = risk[name] - shift
+            surv[name] = _cox_curves(target.time[fit_rows], target.event[fit_rows], full[fit_rows] - shift, risk[name],
+                                     grid)
+    return risk, surv
+
+
+def _cox_curves(time: np.ndarray, event: np.ndarray, fit_risk: np.ndarray, test_risk: np.ndarray,
+                grid: np.ndarray) -> np.ndarray:
+    """Survival on ``grid`` of test rows from a Breslow baseline fitted on the training rows (``time``, ``event``)."""
+    if not np.isfinite(fit_risk).all() or not np.isfinite(test_risk).all():
+        return np.full((len(test_risk), len(grid)), np.nan)
+    times, h0 = breslow_cumulative_hazard(time, event, fit_risk)
+    return cox_survival(test_risk, times, h0, grid)

@@ -76,10 +76,10 @@ Metric = Literal["c_index", "uno_c", "antolini_c", "td_auroc", "integrated_brier
 class HeadConfig(StrictModel):
     """Network sizes of the token head (selective SSM by default)."""
 
-    mixer: Literal["ssm", "gru", "mlp", "linear"] = "ssm"   # sequence model over the tokens (fusion.survival_head)
+    mixer: Literal["ssm", "gru", "mlp", "linear"] = "ssm"   # sequence model over the tokens (fusion.survival.network)
     linear_skip: bool = True                 # add a linear term of the same inputs (Cox + nonlinear correction)
     linear_penalty: float = Field(0.1, ge=0)  # ridge penalty of the linear term's exact starting fit
-    # (fusion.survival_linear; half this times the squared kernel norm is added to the mean loss)
+    # (fusion.survival.linear; half this times the squared kernel norm is added to the mean loss)
     d_model: int = Field(32, ge=4)
     n_layers: int = Field(1, ge=1)
     d_state: int = Field(8, ge=1)

@@ -4,7 +4,7 @@
   td-AUROC horizons, the calibration horizon and up to 200 quantiles of the event times for Antolini's C).
 * :func:`evaluate_endpoint`: every metric of ``evaluation.metrics`` for every model (head, ablations,
   baselines) with a patient bootstrap (the same resamples for all models) and head-minus-model differences.
-  Metrics (conventions in :mod:`fusion.survival_metrics`): ``c_index`` (Harrell; AUROC for binary
+  Metrics (conventions in :mod:`fusion.survival.metrics`): ``c_index`` (Harrell; AUROC for binary
   endpoints), ``uno_c`` (truncated at the Brier grid's end), ``antolini_c``, ``td_auroc@<h>d`` per horizon,
   ``integrated_brier`` and ``calibration@<h>d`` (size-weighted mean |predicted - Kaplan-Meier observed|
   survival over risk deciles; lower is better for both).
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from fusion.survival_config import SurvivalConfig
-from fusion.survival_metrics import (
+from fusion.survival.config import SurvivalConfig
+from fusion.survival.metrics import (
     antolini_c,
     binary_c,
     bootstrap,

@@ -61,7 +61,7 @@ def plot_km_by_risk(time: np.ndarray, event: np.ndarray, frame: pd.DataFrame, pa
 def plot_calibration(tables: dict[str, dict[str, np.ndarray]], horizon: float, path: Path, *, title: str) -> Path:
     """Predicted vs Kaplan-Meier observed survival at ``horizon`` (days) by risk group, one line per model.
 
-    ``tables``: model -> :func:`fusion.survival_metrics.calibration_table` output.
+    ``tables``: model -> :func:`fusion.survival.metrics.calibration_table` output.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(5, 5))

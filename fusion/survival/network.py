@@ -1,6 +1,6 @@
 """Token sequence + selective-SSM survival head (Flax linen), in the spirit of M4Survive.
 
-Batch layout (batch axis first; built by :func:`fusion.survival.make_head_arrays`):
+Batch layout (batch axis first; built by :meth:`fusion.survival.inputs.Preprocessor.arrays`):
 
 * ``clin_values`` (B, C) float32 encoded clinical columns (:class:`fusion.clinical.ClinicalEncoder`),
   ``clin_mask`` (B, C) float32 (1 observed);
@@ -14,7 +14,7 @@ encoded columns, so a categorical variable's one-hot picks a category embedding;
 variable is missing), the latent token, then the CXR tokens (a linear map of the embedding plus a
 time embedding and a modality embedding). The ``mixer`` reads the sequence:
 
-* ``ssm``: a :class:`fusion.ssm.MambaEncoder` (selective state space), masked mean over valid tokens;
+* ``ssm``: a :class:`fusion.survival.ssm.MambaEncoder` (selective state space), masked mean over valid tokens;
 * ``gru``: a GRU over the valid tokens (packed to the front, in order), masked mean of its outputs;
 * ``mlp``: no sequence model: a two-layer MLP on the masked mean of the tokens;
 * ``linear``: no token network at all: the linear term below alone (a linear Cox / logistic model on
@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fusion.ssm import MambaEncoder, ScanMode, pack_valid_first
+from fusion.survival.ssm import MambaEncoder, ScanMode, pack_valid_first
 
 Mixer = Literal["ssm", "gru", "mlp", "linear"]
 

@@ -18,7 +18,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from scipy.optimize import minimize
 
-from fusion.survival_head import SurvivalHead
+from fusion.survival.network import SurvivalHead
 
 BUCKET = 256   # rows are padded to a multiple of this (weight 0), so folds of similar size share one program
 
@@ -46,7 +46,7 @@ def fit_linear_term(module: SurvivalHead, loss_cls: Any, kind: str, ties: str, t
                     penalty: float, max_iter: int = 200) -> dict[str, np.ndarray]:
     """Ridge fit of ``module``'s linear term on ``train`` (every row, one batch) -> ``{"kernel", "bias"}``.
 
-    ``loss_cls``: the head's loss class (:class:`fusion.survival.HeadLoss`), built here for the linear module.
+    ``loss_cls``: the head's loss class (:class:`fusion.survival.objective.HeadLoss`), built here for the linear module.
     """
     linear = module.clone(mixer="linear")
     lin_loss = loss_cls(linear, kind, ties)
