@@ -41,7 +41,7 @@ def test_laboratory_differences(demo_300: Path) -> None:
     hypo = clinical[clinical["true_subtype"] != 0].groupby("site")["il6"].median()
     assert hypo["B"] > 1.8 * hypo["A"] > 3 * hypo["C"]                 # immunoassay calibration
     missing = by_site["il6"].apply(lambda v: v.isna().mean())
-    assert missing["B"] > missing["A"] + 0.4                          # no biomarker sub-study at B
+    assert missing["B"] > missing["A"] + 0.25                         # biomarker sub-study at half of B's ICUs (0.50 vs 0.15)
     lactate_missing = by_site["lactate"].apply(lambda v: v.isna().mean())
     assert lactate_missing["C"] > lactate_missing["A"] + 0.15
 
