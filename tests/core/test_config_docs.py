@@ -23,11 +23,12 @@ from cohorts.config import CohortsConfig
 from embedders.bulk import BulkImportConfig
 from embedders.config import EmbeddersConfig
 from fusion.config import FusionConfig
+from fusion.survival.config import SurvivalConfig
 
 README = Path(__file__).resolve().parents[2] / "configs" / "README.md"
 SECTIONS = {"cohorts": CohortsConfig, "embedders": EmbeddersConfig, "embedders.bulk": BulkImportConfig,
             "benchmarks": BenchmarksConfig, "clustering": ClusteringConfig, "clustering.compare": CompareConfig,
-            "fusion": FusionConfig}
+            "fusion": FusionConfig, "fusion.survival": SurvivalConfig}
 NOT_A_DEFAULT = object()
 
 
@@ -62,6 +63,8 @@ def _model_default(model: type[BaseModel], dotted: str) -> Any:
         return NOT_A_DEFAULT
     else:
         value = field.default
+    if isinstance(value, list) and value and all(isinstance(v, BaseModel) for v in value):
+        return [v.model_dump(mode="json", exclude_none=True) for v in value]
     return NOT_A_DEFAULT if isinstance(value, BaseModel) else value
 
 
