@@ -23,12 +23,17 @@ class Endpoint(StrictModel):
     time: str | None = None                  # clinical.parquet column, days
     event: str | None = None                 # 1 = event observed at `time`, 0 = censored
     binary: str | None = None                # 0/1 outcome without times (logistic loss; C-index = AUROC)
+    onset: str | None = None                 # binary only: column with the day the outcome happened (null when
+    #                                          it did not); with tokens.landmark_days, patients whose outcome happened
+    #                                          up to the landmark are left out (an image of the window could show it)
 
     @model_validator(mode="after")
     def _one_kind(self) -> Endpoint:
         timed = self.time is not None and self.event is not None
         if timed == (self.binary is not None) or (self.time is None) != (self.event is None):
             raise ValueError(f"endpoint '{self.name}': give either both `time` and `event`, or `binary`")
+        if self.onset is not None and self.binary is None:
+            raise ValueError(f"endpoint '{self.name}': `onset` is for binary endpoints (a timed one has `time`)")
         return self
 
     @property

@@ -146,7 +146,7 @@ def run_endpoint(cfg: SurvivalConfig, inputs: HeadInputs, target: Target, *, fus
         metrics["calibration"] = {k: {c: np.asarray(v).tolist() for c, v in tab.items()} for k, tab in
                                   calibration_tables(target.time, target.event, surv, times,
                                                      groups=ev.calibration_groups).items()}
-    metrics["flags"] = endpoint_flags(metrics["metrics"], n_events=n_events)
+    metrics["flags"] = endpoint_flags(metrics["metrics"], n_events=n_events, notes=target.notes)
     frame = pd.DataFrame({"patient_id": inputs.data.patient_ids[target.rows], "endpoint": target.endpoint.name,
                           "fold": fold, "risk": risk["head"]})
     for k in risk:

@@ -128,11 +128,16 @@ def calibration_tables(time: np.ndarray, event: np.ndarray, surv: dict[str, np.n
     return out
 
 
-def endpoint_flags(metrics: dict[str, Any], *, n_events: int) -> list[str]:
+def endpoint_flags(metrics: dict[str, Any], *, n_events: int, notes: dict[str, int] | None = None) -> list[str]:
     """Warnings of one endpoint: ``worse_than_clinical`` (head - clinical_cox C-index CI below 0),
-    ``c_below_half`` (head C-index < 0.5), ``few_events`` (< :data:`MIN_EVENTS` events)."""
+    ``c_below_half`` (head C-index < 0.5), ``few_events`` (< :data:`MIN_EVENTS` events), ``onset_unknown`` (a binary
+    endpoint whose positives may have had the outcome before the landmark: no ``onset`` column, or positives without
+    an onset day; ``notes`` of the target)."""
     c = metrics.get("c_index", {})
+    notes = notes or {}
     flags = []
+    if notes.get("outcome_onset_unknown") or notes.get("positives_without_onset_day"):
+        flags.append("onset_unknown")
     diff = c.get("head - clinical_cox")
     if diff is not None and np.isfinite(diff["ci_high"]) and diff["ci_high"] < 0:
         flags.append("worse_than_clinical")
@@ -146,7 +151,9 @@ def endpoint_flags(metrics: dict[str, Any], *, n_events: int) -> list[str]:
 FLAG_TEXT = {"worse_than_clinical": "the head is significantly worse than the clinical CoxPH baseline "
                                     "(paired C-index difference CI below 0)",
              "c_below_half": "the head's C-index is below 0.5 (worse than chance ranking)",
-             "few_events": f"fewer than {MIN_EVENTS} events: every figure of this endpoint is unreliable"}
+             "few_events": f"fewer than {MIN_EVENTS} events: every figure of this endpoint is unreliable",
+             "onset_unknown": "binary outcome without an onset day for (some) positives: images up to the landmark may "
+                              "have been taken after the outcome and leak it (name the day column in endpoint.onset)"}
 
 
 def token_summary(cfg: SurvivalConfig, *, cxr_model: str | None, n_clinical: int, latent_dim: int | None) -> str:

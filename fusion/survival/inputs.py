@@ -109,6 +109,9 @@ def endpoint_target(data: PatientData, endpoint: Endpoint, *, landmark_days: flo
             raise SchemaError(f"endpoint '{endpoint.name}': column '{endpoint.binary}' must be 0/1, e.g. patients "
                               f"{list(data.patient_ids[bad][:5])}")
         notes["patients_missing_outcome"] = int((~ok).sum())
+        if landmark_days is not None:
+            ok &= ~_outcome_before_landmark(y, ok, None if endpoint.onset is None else column(endpoint.onset),
+                                            landmark_days, notes)
         rows = np.flatnonzero(ok)
         return Target(endpoint, rows, y=y[rows].astype(np.int32), notes=notes)
     time, event = column(endpoint.time), column(endpoint.event)
@@ -124,6 +127,23 @@ def endpoint_target(data: PatientData, endpoint: Endpoint, *, landmark_days: flo
         ok &= ~early
     rows = np.flatnonzero(ok)
     return Target(endpoint, rows, time=time[rows], event=event[rows].astype(np.int32), notes=notes)
+
+
+def _outcome_before_landmark(y: np.ndarray, ok: np.ndarray, onset: np.ndarray | None, landmark_days: float,
+                             notes: dict[str, int]) -> np.ndarray:
+    """Binary endpoint: positives whose outcome happened by the landmark (their window's images could show it).
+
+    Without an ``onset`` column none can be found: ``notes["outcome_onset_unknown"]`` says so (a flag of the endpoint);
+    positives without an onset day are kept and counted.
+    """
+    positive = ok & (y == 1)
+    if onset is None:
+        notes["outcome_onset_unknown"] = int(positive.sum())
+        return np.zeros_like(ok)
+    early = positive & (onset <= landmark_days)
+    notes["positives_with_outcome_before_landmark"] = int(early.sum())
+    notes["positives_without_onset_day"] = int((positive & np.isnan(onset)).sum())
+    return early
 
 
 # ----------------------------------------------------------------------------------------- inputs

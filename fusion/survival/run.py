@@ -84,7 +84,7 @@ def run_survival(cfg: SurvivalConfig, *, cohort: Path, store: Path | None, selec
     log.info("survival head tokens: %s", metrics["tokens"])
     frames = []
     for endpoint in cfg.endpoints:
-        target = endpoint_target(data, endpoint, landmark_days=tok.landmark_days if endpoint.kind != "binary" else None)
+        target = endpoint_target(data, endpoint, landmark_days=tok.landmark_days)
         ep_metrics, frame = run_endpoint(cfg, inputs, target, fusion=fusion)
         metrics["endpoints"][endpoint.name] = ep_metrics
         frames.append(frame)

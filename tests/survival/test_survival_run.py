@@ -11,6 +11,7 @@ import pytest
 from core.config import ConfigError
 from fusion.data import load_patient_data
 from fusion.survival.config import Endpoint, SurvivalConfig
+from fusion.survival.eval import endpoint_flags
 from fusion.survival.inputs import endpoint_target, landmark_images
 from fusion.survival.network import SurvivalHead
 from fusion.survival.run import run_survival
@@ -37,6 +38,24 @@ def test_landmark_drops_patients_not_at_risk(data):
     assert target.notes["patients_event_or_censored_before_landmark"] == int((time <= 3.0).sum())
     with pytest.raises(ValueError, match="not a role=outcome column"):
         endpoint_target(data, Endpoint(name="x", binary="age"), landmark_days=None)
+
+
+def test_binary_endpoint_leaves_out_positives_with_the_outcome_before_the_landmark(data):
+    y = data.outcomes["death30"].to_numpy(float)
+    day = data.outcomes["time"].to_numpy(float)
+    with_onset = endpoint_target(data, Endpoint(name="d30", binary="death30", onset="time"), landmark_days=3.0)
+    early = (y == 1) & (day <= 3.0)
+    assert early.any() and with_onset.notes["positives_with_outcome_before_landmark"] == int(early.sum())
+    assert not np.isin(with_onset.rows, np.flatnonzero(early)).any()
+    assert len(with_onset.rows) == int((~np.isnan(y)).sum() - early.sum())
+    assert endpoint_flags({}, n_events=50, notes=with_onset.notes) == []
+    blind = endpoint_target(data, Endpoint(name="d30", binary="death30"), landmark_days=3.0)
+    assert len(blind.rows) == int((~np.isnan(y)).sum()) and blind.notes["outcome_onset_unknown"] == int((y == 1).sum())
+    assert endpoint_flags({}, n_events=50, notes=blind.notes) == ["onset_unknown"]
+    no_landmark = endpoint_target(data, Endpoint(name="d30", binary="death30", onset="time"), landmark_days=None)
+    assert len(no_landmark.rows) == int((~np.isnan(y)).sum()) and "outcome_onset_unknown" not in no_landmark.notes
+    with pytest.raises(ValueError, match="`onset` is for binary endpoints"):
+        Endpoint(name="t", time="time", event="event", onset="time")
 
 
 def test_missing_tokens_are_exactly_irrelevant():
