@@ -102,8 +102,7 @@ def mixture_recovery(latent: np.ndarray, labels: np.ndarray, *, seed: int = 0, n
     known = y.notna().to_numpy()
     k = int(y[known].nunique())
     if k < 2 or known.sum() <= k:
-        return {"metric": "ari", "n": int(known.sum()), "skipped": "fewer than 2 truth classes"}
-    fitted = GaussianMixture(k, reg_covar=1e-3, n_init=n_init, random_state=seed).fit(latent.astype(np.float64))
-    pred = fitted.predict(latent.astype(np.float64))
+        return {"metric": "ari", "n": int(known.sum()), "skipped": "fewer than 2 truth classes or too few patients"}
+    pred = GaussianMixture(k, reg_covar=1e-3, n_init=n_init, random_state=seed).fit_predict(latent.astype(np.float64))
     return {"metric": "ari", "score": float(adjusted_rand_score(y[known].astype(str), pred[known])),
             "n": int(known.sum()), "n_components": k}
