@@ -133,7 +133,7 @@ def run_ours(data: Path, *, umap: bool, umap_max: int, exact_max_n: int | None, 
     from clustering.config import KnnConfig, LeidenConfig, UmapConfig
     from clustering.knn import build_knn
     from clustering.leiden import connectivities, modularity, run_leiden, to_igraph
-    from clustering.leiden import sweep as leiden_sweep
+    from clustering.sweep import sweep as leiden_sweep
     from clustering.umap_embed import layout_quality, umap_from_knn, umap_layout
 
     x = np.load(data, mmap_mode="r")

@@ -18,9 +18,11 @@ import scipy.sparse as sp
 from sklearn.metrics import adjusted_rand_score
 
 from .config import ClusteringConfig
-from .gmm import GmmResult, choose_gmm, fit_gmm
-from .leiden import LeidenResult, sweep
-from .stability import StabilityResult, recluster, subsample_stability
+from .gmm import GmmResult, choose_gmm, fit_gmm, refit_many
+from .leiden_runs import LeidenRunner, Run
+from .stability import ClusterBatch, StabilityResult, recluster, subsample_stability
+from .subgraphs import neighbour_pool
+from .sweep import LeidenResult, sweep
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +81,28 @@ class Choice:
         return out
 
 
-def _stability(rep: np.ndarray, labels: np.ndarray, fn: Recluster, cfg: ClusteringConfig, *,
-               min_points: int) -> StabilityResult:
-    return subsample_stability(rep, labels, cluster=fn, cfg=cfg.stability, seed=cfg.seed, min_points=min_points)
+def _stability(labels: np.ndarray, fn: ClusterBatch, cfg: ClusteringConfig, *, min_points: int) -> StabilityResult:
+    return subsample_stability(labels, cluster=fn, cfg=cfg.stability, seed=cfg.seed, min_points=min_points)
 
 
 def choose(rep: np.ndarray, adj: sp.csr_matrix, cfg: ClusteringConfig) -> Choice:
-    """Run Leiden (and the mixture when enabled) on ``rep`` ``(n, d)`` / its graph ``adj``; see module doc."""
-    leiden = sweep(adj, cfg.leiden, rep=rep, knn_cfg=cfg.knn, seed=cfg.seed)
+    """Run Leiden (and the mixture when enabled) on ``rep`` ``(n, d)`` / its graph ``adj``; see module doc.
+
+    One wide neighbour search (:func:`clustering.subgraphs.neighbour_pool`) serves the sweep's subsamples and
+    the stability resamples."""
+    fraction = min(cfg.leiden.subsample_fraction, cfg.stability.fraction)
+    pool = neighbour_pool(rep, cfg.knn, fraction=fraction, seed=cfg.seed)
+    leiden = sweep(adj, cfg.leiden, rep=rep, knn_cfg=cfg.knn, seed=cfg.seed, pool=pool)
 
     def leiden_fn(x: np.ndarray, seed: int) -> np.ndarray:
         return recluster(x, knn_cfg=cfg.knn, leiden_cfg=cfg.leiden, resolution=leiden.resolution, seed=seed)
 
-    stab = (_stability(rep, leiden.labels, leiden_fn, cfg, min_points=cfg.knn.k + 2) if leiden.stable else None)
+    def leiden_batch(subsets: list[np.ndarray], seeds: list[int]) -> list[np.ndarray]:
+        runner = LeidenRunner(None, cfg.leiden, pool=pool)
+        return runner.run([Run(leiden.resolution, s, nodes=nodes) for nodes, s in zip(subsets, seeds)],
+                          desc="stability")
+
+    stab = (_stability(leiden.labels, leiden_batch, cfg, min_points=cfg.knn.k + 2) if leiden.stable else None)
     leiden_m = MethodResult("leiden", leiden.labels, leiden.stable, leiden.reason, stab, leiden_fn)
     gmm, gmm_m = None, None
     if cfg.gmm.enabled:
@@ -101,7 +112,10 @@ def choose(rep: np.ndarray, adj: sp.csr_matrix, cfg: ClusteringConfig) -> Choice
         def gmm_fn(x: np.ndarray, seed: int) -> np.ndarray:
             return fit_gmm(x, n_components=k, cfg=cfg.gmm, seed=seed)[0]
 
-        gstab = _stability(rep, gmm.labels, gmm_fn, cfg, min_points=2 * k) if k > 1 else None
+        def gmm_batch(subsets: list[np.ndarray], seeds: list[int]) -> list[np.ndarray]:
+            return refit_many(rep, subsets, seeds, n_components=k, cfg=cfg.gmm)
+
+        gstab = _stability(gmm.labels, gmm_batch, cfg, min_points=2 * k) if k > 1 else None
         stable = bool(gstab is not None and gstab.ari.mean() >= cfg.gmm.min_stability)
         reason = gmm.reason if stable else (
             gmm.reason if k == 1 else f"{gmm.reason}; resampling ARI {gstab.ari.mean():.3f} is below "

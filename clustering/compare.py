@@ -56,8 +56,9 @@ from .compare_metrics import (
 )
 from .inputs import InputError, load_cohort, load_store
 from .knn import build_knn
-from .leiden import connectivities, sweep
+from .leiden import connectivities
 from .report import Section, write_report
+from .sweep import sweep
 from .umap_embed import umap_layout
 
 log = logging.getLogger(__name__)

@@ -62,6 +62,9 @@ class GmmConfig(StrictModel):
     covariance_type: Literal["full", "diag", "tied", "spherical"] = Field(
         "full", description="full: latent class analysis' usual model (mclust VVV); diag over-splits correlated latents")
     n_init: int = Field(3, ge=1, description="EM restarts per class count (best likelihood kept)")
+    max_fit_points: int = Field(20_000, ge=100, description=(
+        "more points than this: EM (and BIC) on a seeded random subset of this size, then every point gets its most "
+        "probable class (EM time grows with n; 20,000 points fit 8 full 50-d classes with ~2 points per parameter)"))
     min_stability: float = Field(0.6, ge=0.0, le=1.0, description=(
         "below this resampling ARI the mixture's classes count as no stable structure (as for Leiden)"))
 

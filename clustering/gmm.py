@@ -5,17 +5,27 @@ classes by BIC. Here a scikit-learn ``GaussianMixture`` is fitted on the same se
 kNN graph (the latent, or its PCA) for 1..``max_components`` classes, ``n_init`` EM restarts each;
 the count with the lowest BIC wins. One class means the mixture finds no structure. Labels are each
 point's most probable class, ordered by size (:func:`clustering.leiden.canonical`).
+
+EM time grows linearly with the number of points (at 100,000 points one resampling refit took minutes), so
+beyond ``max_fit_points`` EM and the BIC use a seeded random subset of that size and every point is then
+assigned its most probable class under the fitted mixture. The stability refits do the same within each
+resample, so they repeat exactly the procedure that made the labels.
 """
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn.mixture import GaussianMixture
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
+
+from core.parallel import idle_cores, worker_context
 
 from .config import GmmConfig
 from .leiden import canonical
@@ -34,28 +44,73 @@ class GmmResult:
     seconds: float
 
 
+def fit_rows(n: int, cfg: GmmConfig, *, seed: int) -> np.ndarray | None:
+    """The rows EM is fitted on: ``None`` (all) up to ``max_fit_points``, else a seeded sorted random subset."""
+    if n <= cfg.max_fit_points:
+        return None
+    return np.sort(np.random.default_rng(seed + 104729).choice(n, size=cfg.max_fit_points, replace=False))
+
+
 def fit_gmm(x: np.ndarray, *, n_components: int, cfg: GmmConfig, seed: int) -> tuple[np.ndarray, GaussianMixture]:
-    """Fit one mixture with ``n_components`` classes on ``x`` ``(n, d)`` -> (labels ``(n,)`` by size, the model)."""
+    """Fit one mixture with ``n_components`` classes on ``x`` ``(n, d)`` (on a subset beyond ``max_fit_points``,
+    module doc) -> (every point's most probable class ``(n,)`` by size, the model)."""
     model = GaussianMixture(n_components=n_components, covariance_type=cfg.covariance_type, n_init=cfg.n_init,
                             random_state=seed, reg_covar=1e-5)
-    return canonical(model.fit_predict(x.astype(np.float64))), model
+    rows = fit_rows(len(x), cfg, seed=seed)
+    if rows is None:
+        return canonical(model.fit_predict(x.astype(np.float64))), model
+    model.fit(x[rows].astype(np.float64))
+    return canonical(model.predict(x.astype(np.float64))), model
+
+
+_X: np.ndarray | None = None
+
+
+def _install(x: np.ndarray) -> None:
+    global _X
+    _X = x
+
+
+def _refit(job: tuple[np.ndarray, int, int, GmmConfig]) -> np.ndarray:
+    nodes, seed, n_components, cfg = job
+    with threadpool_limits(limits=1, user_api="blas"):   # one BLAS thread per worker process
+        return fit_gmm(_X[nodes], n_components=n_components, cfg=cfg, seed=seed)[0]
+
+
+def refit_many(x: np.ndarray, subsets: list[np.ndarray], seeds: list[int], *, n_components: int, cfg: GmmConfig,
+               workers: int | None = None) -> list[np.ndarray]:
+    """:func:`fit_gmm` labels of ``x[nodes]`` for each subset (stability refits), on worker processes (the idle
+    cores by default; each fit is seeded, so the labels do not depend on how many)."""
+    jobs = [(nodes, s, n_components, cfg) for nodes, s in zip(subsets, seeds)]
+    workers = min(len(jobs), workers if workers is not None else idle_cores())
+    if workers <= 1:
+        _install(x)
+        return [_refit(j) for j in tqdm(jobs, desc="mixture stability", leave=False)]
+    ctx = mp.get_context(worker_context() or "fork")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_install, initargs=(x,)) as ex:
+        return list(tqdm(ex.map(_refit, jobs), total=len(jobs), desc="mixture stability", leave=False))
 
 
 def choose_gmm(x: np.ndarray, cfg: GmmConfig, *, seed: int, progress: bool = True) -> GmmResult:
-    """Fit 1..``max_components`` classes on ``x`` ``(n, d)`` and keep the count with the lowest BIC."""
+    """Fit 1..``max_components`` classes on ``x`` ``(n, d)`` and keep the count with the lowest BIC (of the fitted
+    points: the subset beyond ``max_fit_points``)."""
     t0 = time.perf_counter()
     rows, fits = [], {}
     top = min(cfg.max_components, max(1, x.shape[0] // 10))      # at least ~10 points per class
+    fitted = fit_rows(len(x), cfg, seed=seed)
+    xf = (x if fitted is None else x[fitted]).astype(np.float64)
     for k in tqdm(range(1, top + 1), desc="Gaussian mixture", disable=not progress, leave=False):
         labels, model = fit_gmm(x, n_components=k, cfg=cfg, seed=seed)
         fits[k] = labels
-        rows.append({"n_components": k, "bic": float(model.bic(x.astype(np.float64))),
-                     "log_likelihood": float(model.score(x.astype(np.float64)) * len(x)),
+        rows.append({"n_components": k, "bic": float(model.bic(xf)), "log_likelihood": float(model.score(xf) * len(xf)),
                      "converged": bool(model.converged_), "n_classes_used": int(len(np.unique(labels)))})
     table = pd.DataFrame(rows)
     best = int(table.loc[table.bic.idxmin(), "n_components"])
     table["chosen"] = table.n_components == best
     reason = (f"lowest BIC ({table.bic.min():.1f}) over 1..{top} classes ({cfg.covariance_type} covariances, "
-              f"{cfg.n_init} EM restarts each)" + ("; one class: the mixture finds no structure" if best == 1 else ""))
+              f"{cfg.n_init} EM restarts each)"
+              + (f"; EM and BIC on a random {len(xf):,} of the {len(x):,} points (gmm.max_fit_points), every point "
+                 "then given its most probable class" if fitted is not None else "")
+              + ("; one class: the mixture finds no structure" if best == 1 else ""))
     log.info("Gaussian mixture: %d classes (%s)", best, reason)
     return GmmResult(fits[best], best, table, reason, time.perf_counter() - t0)

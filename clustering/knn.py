@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections import deque
@@ -44,6 +43,8 @@ import scipy.sparse as sp
 import torch
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
+
+from core.parallel import idle_cores
 
 from .config import KnnConfig
 
@@ -304,7 +305,9 @@ def spherical_kmeans(z: torch.Tensor, *, n_clusters: int, seed: int, n_iter: int
 
 
 def _threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """Pool threads for the row blocks: the idle cores (results do not depend on it; a busy machine is not
+    oversubscribed)."""
+    return idle_cores(window=0.05)
 
 
 def _nearest_centroid(z: torch.Tensor, cent: torch.Tensor) -> np.ndarray:
@@ -445,6 +448,21 @@ def knn_ann(x: np.ndarray, *, k: int, seed: int, n_trees: int | None = None,
 def exact_neighbors(x: np.ndarray, rows: np.ndarray, *, k: int, block_rows: int = 1024) -> np.ndarray:
     """Exact cosine neighbours ``(len(rows), k)`` of the rows ``rows`` of ``x`` ``(n, d)`` among all rows, self excluded."""
     return _exact_topk(normalize_rows(x), torch.from_numpy(np.asarray(rows, np.int64)), k=k, block_rows=block_rows)[1].numpy()
+
+
+def nearest_in(base: np.ndarray, queries: np.ndarray, *, k: int, block_rows: int = 1024) -> np.ndarray:
+    """Exact: indices ``(m, k)`` into ``base`` ``(n, d)`` of each row of ``queries`` ``(m, d)``'s ``k`` most
+    cosine-similar base rows, most similar first (queries are not part of ``base``)."""
+    zb, zq = normalize_rows(base, what="base rows"), normalize_rows(queries, what="query rows")
+    _check_k(zb.shape[0] + 1, k)
+    starts = range(0, zq.shape[0], block_rows)
+
+    def search(s: int) -> np.ndarray:
+        return torch.topk(zq[s:s + block_rows] @ zb.T, k, dim=1, largest=True, sorted=True).indices.numpy()
+
+    with fixed_order_kernels():
+        blocks = list(_ordered_map(search, starts))
+    return np.concatenate(blocks) if blocks else np.empty((0, k), np.int64)
 
 
 def measure_recall(x: np.ndarray, indices: np.ndarray, *, sample: int, seed: int,

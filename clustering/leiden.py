@@ -1,43 +1,21 @@
-"""Leiden community detection on the kNN graph: resolution sweep, seeds, consensus, choice.
+"""Leiden on the kNN graph: the graph's weights, one seeded run, and the partition helpers the sweep uses.
 
 The graph's edge weights are UMAP's fuzzy-simplicial-set memberships computed from the kNN graph
-(as scanpy does), so Leiden and UMAP see the same graph. For each resolution, Leiden runs with
-``n_seeds`` seeds (modularity objective with a resolution parameter) and on ``n_subsamples`` random
-node subsets whose kNN graph is rebuilt from the searched space (an induced subgraph of the full
-graph keeps the full data's neighbourhoods and overstates stability: covid 0.847 vs 0.417). The
-subsets are drawn once and shared by every resolution. Per resolution we report modularity (at
-resolution 1, comparable across resolutions), the mean pairwise ARI between seeds, the mean ARI
-between subsample runs and the full partition on the shared nodes, and the cluster count. The
-consensus partition of a resolution is the seed partition with the highest mean ARI to the other
-seeds (the medoid). Its stability is the smaller of the seed and subsample ARIs.
-
-Choice (:func:`choose_resolution`): a resolution is admissible when it gives
-``min_clusters..max_clusters`` clusters and its stability reaches ``min_stability`` and lies within
-``stability_margin`` of the most stable such resolution; none admissible means no stable structure
-(the caller reports it instead of a partition). Among the admissible ones the highest modularity
-wins, ties (within ``modularity_tolerance``) to the coarser resolution: a split that is nearly as
-stable and adds modularity is taken, which keeps planted classes that a most-stable rule merges (two
-classes merged are more stable than three kept apart) -- the rule of chooseR (Patterson-Cross 2021:
-near-best stability, then the finest) with modularity in place of the resolution. Everything is
-seeded, so the same config and seed give identical labels.
+(as scanpy does), so Leiden and UMAP see the same graph. The resolution sweep and its choice are in
+:mod:`clustering.sweep`; many runs at once go through :mod:`clustering.leiden_runs`.
 """
 from __future__ import annotations
 
 import logging
 import random
-import time
-from dataclasses import dataclass
 from itertools import combinations
 
 import igraph as ig
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 from sklearn.metrics import adjusted_rand_score
-from tqdm.auto import tqdm
 
-from .config import KnnConfig, LeidenConfig
-from .knn import KnnGraph, build_knn
+from .knn import KnnGraph
 
 log = logging.getLogger(__name__)
 
@@ -180,113 +158,3 @@ def medoid_partition(parts: list[np.ndarray]) -> np.ndarray:
         return parts[0]
     scores = [np.mean([adjusted_rand_score(p, q) for j, q in enumerate(parts) if j != i]) for i, p in enumerate(parts)]
     return parts[int(np.argmax(scores))]
-
-
-@dataclass
-class Subsample:
-    """A node subset with its own kNN graph (rebuilt from the searched space)."""
-
-    nodes: np.ndarray           # (m,) sorted indices into the full data
-    graph: ig.Graph
-    adj: sp.csr_matrix
-
-
-def subsample_graphs(rep: np.ndarray, *, knn_cfg: KnnConfig, cfg: LeidenConfig, seed: int) -> list[Subsample]:
-    """``cfg.n_subsamples`` seeded node subsets of ``rep`` ``(n, d)``, each with a kNN graph built on it alone."""
-    n = rep.shape[0]
-    size = int(round(cfg.subsample_fraction * n))
-    if cfg.n_subsamples and size <= knn_cfg.k + 1:
-        raise ValueError(f"leiden.subsample_fraction={cfg.subsample_fraction} of {n} points leaves {size}, "
-                         f"too few for k={knn_cfg.k}: raise it or set leiden.n_subsamples: 0")
-    rng = np.random.default_rng(seed)
-    out = []
-    for j in range(cfg.n_subsamples):
-        nodes = np.sort(rng.choice(n, size=size, replace=False))
-        knn = build_knn(rep[nodes], knn_cfg.model_copy(update={"pca_dims": None}), seed=seed + j, progress=False)
-        adj = connectivities(knn)
-        out.append(Subsample(nodes, to_igraph(adj), adj))
-    return out
-
-
-def subsample_ari(subsamples: list[Subsample], reference: np.ndarray, *, resolution: float, seed: int,
-                  cfg: LeidenConfig) -> float:
-    """Mean ARI between Leiden on each rebuilt subsample graph and ``reference`` ``(n,)`` on its nodes."""
-    scores = []
-    for j, sub in enumerate(subsamples):
-        lab = run_leiden(sub.graph, resolution=resolution, seed=seed + 1000 + j, backend=cfg.backend,
-                         n_iterations=cfg.n_iterations)
-        lab = merge_small(lab, sub.adj, min_size=cfg.min_cluster_size)
-        scores.append(adjusted_rand_score(reference[sub.nodes], lab))
-    return float(np.mean(scores)) if scores else float("nan")
-
-
-@dataclass
-class LeidenResult:
-    """Chosen partition plus the sweep table that justifies it."""
-
-    labels: np.ndarray          # (n,) int, 0..K-1 by decreasing size; all 0 when ``stable`` is False
-    resolution: float
-    sweep: pd.DataFrame         # one row per resolution
-    reason: str
-    seconds: float
-    partitions: dict[float, np.ndarray]  # consensus partition of every swept resolution
-    stable: bool = True         # False: no resolution reached min_stability with an admissible count
-
-
-def sweep(adj: sp.csr_matrix, cfg: LeidenConfig, *, rep: np.ndarray, knn_cfg: KnnConfig, seed: int,
-          progress: bool = True) -> LeidenResult:
-    """Resolution sweep with seeds and rebuilt-graph subsamples of ``rep`` ``(n, d)``; the chosen consensus."""
-    t0 = time.perf_counter()
-    g = to_igraph(adj)
-    resolutions = [cfg.resolution] if cfg.resolution is not None else sorted(cfg.resolutions)
-    subsamples = subsample_graphs(rep, knn_cfg=knn_cfg, cfg=cfg, seed=seed)
-    rows, consensus = [], {}
-    for r in tqdm(resolutions, desc="Leiden sweep", disable=not progress, leave=False):
-        t1 = time.perf_counter()
-        parts = [run_leiden(g, resolution=r, seed=seed + s, backend=cfg.backend, n_iterations=cfg.n_iterations)
-                 for s in range(cfg.n_seeds)]
-        med = merge_small(medoid_partition(parts), adj, min_size=cfg.min_cluster_size)
-        consensus[r] = med
-        seed_ari = mean_pairwise_ari(parts)
-        sub_ari = subsample_ari(subsamples, med, resolution=r, seed=seed, cfg=cfg) if subsamples else float("nan")
-        sizes = np.bincount(med)
-        rows.append({"resolution": r, "n_clusters": int(len(sizes)), "n_small_clusters": int((sizes < cfg.min_cluster_size).sum()),
-                     "largest_fraction": float(sizes.max() / len(med)),
-                     "modularity": modularity(g, med), "seed_ari": seed_ari, "subsample_ari": sub_ari,
-                     "stability": float(np.nanmin([seed_ari, sub_ari])), "seconds": time.perf_counter() - t1})
-    table = pd.DataFrame(rows)
-    chosen, reason, stable = choose_resolution(table, cfg)
-    table["chosen"] = table["resolution"] == chosen
-    log.info("Leiden: chose resolution %s (%s)", chosen, reason)
-    labels = consensus[chosen] if stable else np.zeros(len(consensus[chosen]), np.int64)
-    return LeidenResult(labels, chosen, table, reason, time.perf_counter() - t0, consensus, stable)
-
-
-def choose_resolution(table: pd.DataFrame, cfg: LeidenConfig) -> tuple[float, str, bool]:
-    """(resolution, why, stable): the most modular admissible resolution (module doc); stable False when none is."""
-    if cfg.resolution is not None:
-        row = table.iloc[0]
-        stable = bool(row.n_clusters >= 2 and row.stability >= cfg.min_stability)
-        return float(cfg.resolution), ("fixed in the config (leiden.resolution)" + (
-            "" if stable else f"; its partition is not stable (stability {row.stability:.3f} < leiden.min_stability "
-                              f"{cfg.min_stability} or one cluster): reported as no stable subtypes")), stable
-    counts = (table.n_clusters >= max(cfg.min_clusters, 2)) & (table.n_clusters <= cfg.max_clusters)
-    best_stability = table.stability[counts].max() if counts.any() else float("nan")
-    ok = table[counts & (table.stability >= cfg.min_stability)
-               & (table.stability >= best_stability - cfg.stability_margin)]
-    if ok.empty:
-        pool = table[counts] if counts.any() else table
-        best = pool.sort_values(["stability", "resolution"], ascending=[False, True]).iloc[0]
-        return float(best.resolution), (
-            f"no stable structure: no resolution with {max(cfg.min_clusters, 2)}-{cfg.max_clusters} clusters reached "
-            f"stability {cfg.min_stability} (leiden.min_stability); the best, {best.stability:.3f} at resolution "
-            f"{best.resolution} ({int(best.n_clusters)} clusters), is not reported as subtypes"), False
-    top = ok.modularity.max()
-    tied = ok[ok.modularity >= top - cfg.modularity_tolerance]
-    best = tied.sort_values("resolution").iloc[0]
-    return float(best.resolution), (
-        f"highest modularity ({best.modularity:.3f}; best {top:.3f}, ties within {cfg.modularity_tolerance} go to the "
-        f"coarser resolution) among the {len(ok)} resolution(s) with {max(cfg.min_clusters, 2)}-{cfg.max_clusters} "
-        f"clusters and stability >= {cfg.min_stability} and within {cfg.stability_margin} of the best "
-        f"({best_stability:.3f}) (stability = min of seed ARI and rebuilt-graph subsample ARI; "
-        f"here {best.stability:.3f} = min({best.seed_ari:.3f}, {best.subsample_ari:.3f}))"), True

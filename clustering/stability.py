@@ -1,9 +1,10 @@
 """Stability of the final partition under subsampling, and per-patient membership confidence.
 
 Each resample draws ``fraction`` of the points without replacement (bootstrap with replacement would
-create exact duplicates, which distort a kNN graph), reclusters them from scratch (Leiden: kNN graph
-rebuilt on the drawn points, Leiden at the chosen resolution; Gaussian mixture: refitted with the
-chosen number of classes) and compares with the full partition on the shared points (ARI).
+create exact duplicates, which distort a kNN graph), reclusters them from scratch (Leiden: the drawn
+points' own kNN graph, :mod:`clustering.subgraphs`, and Leiden at the chosen resolution, all resamples on
+worker processes; Gaussian mixture: refitted with the chosen number of classes) and compares with the full
+partition on the shared points (ARI).
 
 A point's membership confidence is a chance-corrected, per-point version of that agreement: in one
 resample, with ``A`` its subtype mates that were drawn and ``B`` its cluster mates in the resample,
@@ -22,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score
-from tqdm.auto import tqdm
 
 from .config import KnnConfig, LeidenConfig, StabilityConfig
 from .knn import build_knn
@@ -74,22 +74,24 @@ def recluster(rep: np.ndarray, *, knn_cfg: KnnConfig, leiden_cfg: LeidenConfig, 
     return merge_small(lab, adj, min_size=leiden_cfg.min_cluster_size)
 
 
-def subsample_stability(rep: np.ndarray, labels: np.ndarray, *, cluster: Callable[[np.ndarray, int], np.ndarray],
-                        cfg: StabilityConfig, seed: int, min_points: int = 2,
-                        progress: bool = True) -> StabilityResult:
-    """Resample ``rep`` ``(n, d)``, recluster with ``cluster(rep_subset, seed) -> labels``, compare with ``labels``."""
-    n = rep.shape[0]
+ClusterBatch = Callable[[list[np.ndarray], list[int]], list[np.ndarray]]
+
+
+def subsample_stability(labels: np.ndarray, *, cluster: ClusterBatch, cfg: StabilityConfig, seed: int,
+                        min_points: int = 2) -> StabilityResult:
+    """Draw ``cfg.n_resamples`` subsets of the ``len(labels)`` points, recluster them all at once with
+    ``cluster(node_subsets, seeds) -> labels per subset``, compare each with ``labels`` on its points."""
+    n = len(labels)
     rng = np.random.default_rng(seed + 7919)
     size = int(round(cfg.fraction * n))
     if size < min_points:
         raise ValueError(f"stability.fraction={cfg.fraction} of {n} points leaves {size}, fewer than the {min_points} "
                          "the clustering needs: raise stability.fraction")
+    draws = [np.sort(rng.choice(n, size=size, replace=False)) for _ in range(cfg.n_resamples)]
     conf_sum = np.zeros(n)
     conf_cnt = np.zeros(n)
     aris = []
-    for r in tqdm(range(cfg.n_resamples), desc="stability", disable=not progress, leave=False):
-        idx = np.sort(rng.choice(n, size=size, replace=False))
-        lab = cluster(rep[idx], seed + r)
+    for idx, lab in zip(draws, cluster(draws, [seed + r for r in range(cfg.n_resamples)])):
         aris.append(adjusted_rand_score(labels[idx], lab))
         c = membership_agreement(labels[idx], lab)
         ok = ~np.isnan(c)

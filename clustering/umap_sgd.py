@@ -20,6 +20,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import curve_fit
 
+from core.parallel import idle_cores
+
 from .knn import fixed_order_kernels, pca_reduce
 
 _U = np.uint64
@@ -135,9 +137,14 @@ def optimize_layout(graph: sp.spmatrix, init: np.ndarray, *, n_epochs: int, a: f
     y_new = np.empty_like(y)
     indptr, indices = g.indptr.astype(np.int64), g.indices.astype(np.int64)
     alpha = initial_alpha
-    for epoch in range(n_epochs):
-        _epoch(indptr, indices, epochs_per_sample, next_sample, epochs_per_negative, next_negative, y, y_new,
-               np.float32(a), np.float32(b), np.float32(gamma), np.float32(alpha), epoch, _U(seed))
-        y, y_new = y_new, y
-        alpha = initial_alpha * (1.0 - epoch / n_epochs)   # umap-learn's decay, updated after each epoch
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(previous, idle_cores(0.05)))    # any thread count gives the same layout; a busy
+    try:                                                   # machine is not oversubscribed
+        for epoch in range(n_epochs):
+            _epoch(indptr, indices, epochs_per_sample, next_sample, epochs_per_negative, next_negative, y, y_new,
+                   np.float32(a), np.float32(b), np.float32(gamma), np.float32(alpha), epoch, _U(seed))
+            y, y_new = y_new, y
+            alpha = initial_alpha * (1.0 - epoch / n_epochs)   # umap-learn's decay, updated after each epoch
+    finally:
+        numba.set_num_threads(previous)
     return y

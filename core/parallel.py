@@ -1,4 +1,5 @@
-"""How this process starts worker processes (DataLoader decode workers, the demo generator's pool)."""
+"""How this process starts worker processes (DataLoader decode workers, the demo generator's pool, Leiden runs) and
+how many it may use."""
 from __future__ import annotations
 
 import sys
@@ -9,3 +10,46 @@ def worker_context() -> str | None:
     the pipeline or a test session that already trained a VAE): JAX runs threads and forking them can deadlock,
     so then workers come from a clean forkserver process instead."""
     return "forkserver" if "jax" in sys.modules else None
+
+
+def _cpu_times() -> tuple[float, float] | None:
+    """(free, total) jiffies of all CPUs from /proc/stat, or None where there is none; free = idle, I/O wait and
+    niced work (which yields the core to a normal-priority process)."""
+    try:
+        with open("/proc/stat") as f:
+            values = [float(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return None
+    return values[1] + values[3] + values[4], sum(values[:8])
+
+
+def _own_cpu_seconds() -> float:
+    """User + system CPU seconds of this process, all threads."""
+    import resource
+
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
+def idle_cores(window: float = 0.2) -> int:
+    """Cores this process may use without oversubscribing the machine: those in its affinity mask that other work
+    left free over the next ``window`` seconds (CPU time of this process's own threads, e.g. BLAS threads still
+    spinning, and of niced processes counts as free), at least 1.
+
+    Where /proc/stat is missing, the 1-minute load average (this process counted as one) stands in."""
+    import os
+    import time
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    before, own_before = _cpu_times(), _own_cpu_seconds()
+    if before is not None:
+        t0 = time.perf_counter()
+        time.sleep(window)
+        after, own = _cpu_times(), _own_cpu_seconds() - own_before
+        total = after[1] - before[1]
+        machine = os.cpu_count() or cores
+        busy_share = 1.0 - (after[0] - before[0]) / total if total > 0 else 0.0
+        others = max(0.0, busy_share * machine - own / max(time.perf_counter() - t0, 1e-6))
+        return max(1, min(cores, cores - int(others + 0.25)))     # a core counts busy from 3/4 of its time
+    busy = max(0.0, os.getloadavg()[0] - 1.0) if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cores, int(round(cores - busy))))

@@ -10,7 +10,8 @@ import pandas as pd
 
 from clustering.config import KnnConfig, LeidenConfig
 from clustering.knn import build_knn
-from clustering.leiden import canonical, choose_resolution, connectivities, run_leiden, sweep, to_igraph
+from clustering.leiden import canonical, connectivities, run_leiden, to_igraph
+from clustering.sweep import choose_resolution, sweep
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -18,7 +19,8 @@ SCRIPT = """
 import numpy as np
 from clustering.config import KnnConfig, LeidenConfig
 from clustering.knn import build_knn
-from clustering.leiden import connectivities, sweep
+from clustering.leiden import connectivities
+from clustering.sweep import sweep
 rng = np.random.default_rng(5)
 x = (rng.normal(size=(6, 12))[rng.integers(0, 6, 900)] * 1.2 + rng.normal(size=(900, 12))).astype(np.float32)
 knn = build_knn(x, KnnConfig(), seed=3, progress=False)
@@ -98,20 +100,44 @@ def test_noise_has_no_stable_structure() -> None:
     assert res.sweep[res.sweep.n_clusters >= 2].subsample_ari.max() < 0.5
 
 
-def test_subsample_graphs_are_rebuilt_not_induced() -> None:
+def test_subset_graphs_are_rebuilt_not_induced() -> None:
     """An induced subgraph keeps the full data's neighbourhoods (points lose neighbours, none gains new ones),
-    which overstates stability; each subsample gets its own kNN graph: every point has k neighbours again."""
-    from clustering.leiden import subsample_graphs
+    which overstates stability; each subset gets its own kNN graph: every point has k neighbours again, and from
+    an exact wide search it is exactly the subset's own exact kNN graph (what a rebuild finds)."""
+    from clustering.subgraphs import neighbour_pool, subset_knn
+    from clustering.sweep import subsample_nodes
 
     x = np.random.default_rng(1).normal(size=(400, 16)).astype(np.float32)
     knn = build_knn(x, KnnConfig(), seed=0, progress=False)
     adj = connectivities(knn)
-    subs = subsample_graphs(knn.rep, knn_cfg=KnnConfig(), cfg=LeidenConfig(n_subsamples=3), seed=0)
-    assert len(subs) == 3
-    for s in subs:
-        induced = adj[s.nodes][:, s.nodes]
-        assert (np.diff(s.adj.indptr) >= 15).all() and (np.diff(induced.indptr) < 15).any()
-        assert (s.adj != 0).sum() > ((s.adj != 0).multiply(induced != 0)).sum()   # edges the full graph lacks
+    pool = neighbour_pool(knn.rep, KnnConfig(), fraction=0.8, seed=0)
+    subsets = subsample_nodes(400, knn_cfg=KnnConfig(), cfg=LeidenConfig(n_subsamples=3), seed=0)
+    assert len(subsets) == 3
+    for nodes in subsets:
+        sub = subset_knn(pool, nodes)
+        s_adj = connectivities(sub)
+        induced = adj[nodes][:, nodes]
+        assert (np.diff(s_adj.indptr) >= 15).all() and (np.diff(induced.indptr) < 15).any()
+        assert (s_adj != 0).sum() > ((s_adj != 0).multiply(induced != 0)).sum()   # edges the full graph lacks
+        rebuilt = build_knn(knn.rep[nodes], KnnConfig(pca_dims=None), seed=0, progress=False)
+        np.testing.assert_array_equal(np.sort(sub.indices, 1), np.sort(rebuilt.indices, 1))
+        np.testing.assert_allclose(sub.distances, rebuilt.distances, atol=1e-5)
+    small = np.sort(np.random.default_rng(2).choice(400, 60, replace=False))   # most rows lack k drawn neighbours
+    sub = subset_knn(pool, small)
+    assert sub.params["rows_searched_again"] > 0
+    rebuilt = build_knn(knn.rep[small], KnnConfig(pca_dims=None), seed=0, progress=False)
+    np.testing.assert_array_equal(np.sort(sub.indices, 1), np.sort(rebuilt.indices, 1))
+
+
+def test_sweep_labels_do_not_depend_on_the_worker_count() -> None:
+    rng = np.random.default_rng(4)
+    x = (rng.normal(size=(4, 10))[rng.integers(0, 4, 600)] * 1.5 + rng.normal(size=(600, 10))).astype(np.float32)
+    knn = build_knn(x, KnnConfig(), seed=0, progress=False)
+    cfg = LeidenConfig(resolutions=[0.2, 1.0], n_seeds=2, n_subsamples=2)
+    one, two = (sweep(connectivities(knn), cfg, rep=knn.rep, knn_cfg=KnnConfig(), seed=0, progress=False, workers=w)
+                for w in (1, 2))
+    pd.testing.assert_frame_equal(one.sweep, two.sweep)
+    np.testing.assert_array_equal(one.labels, two.labels)
 
 
 def test_nested_planted_classes_are_kept_apart() -> None:

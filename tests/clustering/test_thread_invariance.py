@@ -26,7 +26,8 @@ torch.set_num_threads(int(sys.argv[1]))
 from clustering.config import ClusteringConfig
 from clustering.environment import compute_environment
 from clustering.knn import build_knn
-from clustering.leiden import connectivities, sweep
+from clustering.leiden import connectivities
+from clustering.sweep import sweep
 from clustering.umap_embed import umap_layout
 
 rng = np.random.default_rng(0)

@@ -1,0 +1,268 @@
+"""Benchmark: the whole clustering stage as users run it, against scanpy doing the same work.
+
+    .venv/bin/python bench/bench_clustering_stage.py --n 100000                 # ours and scanpy, same run
+    .venv/bin/python bench/bench_clustering_stage.py --n 1000000 --no-scanpy
+    .venv/bin/python bench/bench_clustering_stage.py --n 100000 --threads 1     # one BLAS/numba/torch thread
+
+Data: ``bench_clustering.make_data`` (n x 1024 float32 around 12 planted centres, L2-normalised), written
+once into --work with a cohort folder around it (manifest, clinical table with age, sex, site, survival
+time/event and the planted class as a ``truth`` column, schema) and a ``latents.zarr``; not timed.
+
+Timed, each in its own fresh Python process after its imports (so neither pays the other's imports and
+scanpy does not pay TensorFlow's; import seconds are reported apart):
+
+* ours: ``clustering.run.run_clustering`` with ``configs/clustering/default.yaml`` (PCA-50, k=15 cosine kNN,
+  resolution sweep 7 x 5 seeds + 5 rebuilt-graph subsamples, 20 stability resamples, Gaussian mixture 1..8
+  classes with its 20 stability refits, UMAP, Table 1, Kaplan-Meier/Cox, label enrichment, validity and site
+  diagnostics, exports, h5ad, Atlas table, report), with per-step seconds from wrapping the stage's calls;
+* scanpy doing the same clustering work: ``sc.pp.pca`` (50) + ``sc.pp.neighbors`` (cosine, k=15), ``sc.tl.leiden``
+  (igraph, 2 iterations) for every resolution x seed, the 5 subsamples (neighbours recomputed on 80 % of the
+  points, Leiden at every resolution), 20 stability resamples (neighbours + Leiden at the chosen resolution),
+  the same scikit-learn Gaussian mixture work, and ``sc.tl.umap``. It writes no report, tables or exports:
+  ours does more in the total.
+
+Prints a markdown table (seconds per step, ratio, peak RSS, load average) and writes result.json in --work.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_clustering import make_data  # noqa: E402
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def _peak_rss_gb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def make_cohort(work: Path, n: int) -> tuple[Path, Path]:
+    """Cohort folder + latents.zarr around the planted data (reused when present)."""
+    import pandas as pd
+
+    from fusion.latents import write_latents
+
+    data = work / f"x_{n}.npy"
+    make_data(data, n=n)
+    cohort, latents = work / f"cohort_{n}", work / f"latents_{n}.zarr"
+    if (cohort / "clinical_schema.json").is_file() and latents.is_dir():
+        return cohort, latents
+    truth = np.load(f"{data}.truth.npy")
+    rng = np.random.default_rng(1)
+    pids = np.array([f"p{i:07d}" for i in range(n)])
+    hazard = np.array([0.005, 0.01, 0.02, 0.04])[truth % 4]
+    t_event, t_cens = rng.exponential(1 / hazard), rng.uniform(10, 90, n)
+    cohort.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"image_id": pids, "patient_id": pids, "study_id": pids,
+                  "dataset": np.where(rng.random(n) < 0.5, "site_a", "site_b"),
+                  "label_Edema": (rng.random(n) < 0.1 + 0.05 * (truth % 3)).astype("int8")}
+                 ).to_parquet(cohort / "manifest.parquet", index=False)
+    pd.DataFrame({"patient_id": pids, "age": np.round(rng.normal(60, 12, n), 1), "sex": rng.choice(["F", "M"], n),
+                  "time": np.round(np.minimum(t_event, t_cens), 2), "event": (t_event <= t_cens).astype(int),
+                  "planted": [f"c{t}" for t in truth]}).to_parquet(cohort / "clinical.parquet", index=False)
+    spec = {"unit": None, "min": None, "max": None, "categories": None}
+    schema = {"age": {**spec, "type": "continuous", "role": "feature", "description": "age"},
+              "sex": {**spec, "type": "categorical", "role": "feature", "categories": ["F", "M"], "description": "sex"},
+              "time": {**spec, "type": "continuous", "role": "outcome", "description": "days to event or censoring"},
+              "event": {**spec, "type": "binary", "role": "outcome", "description": "event observed"},
+              "planted": {**spec, "type": "categorical", "role": "truth", "description": "planted class"}}
+    (cohort / "clinical_schema.json").write_text(json.dumps({"columns": schema}))
+    x = np.load(data, mmap_mode="r")
+    write_latents(latents, pids, np.asarray(x), split={"train": np.arange(n)}, informed=np.ones(n, bool), model="bench")
+    return cohort, latents
+
+
+def run_ours(cohort: Path, latents: Path, out: Path) -> dict:
+    """The stage with the shipped default config; per-step seconds from wrapping its calls."""
+    import shutil
+
+    from clustering import choice as choice_mod
+    from clustering import run as run_mod
+    from clustering.config import load_clustering_config
+
+    steps: dict[str, float] = {}
+
+    def timed(module: object, name: str, label: str) -> None:
+        fn = getattr(module, name)
+
+        def wrapper(*a, **k):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                steps[label] = steps.get(label, 0.0) + time.perf_counter() - t
+        setattr(module, name, wrapper)
+
+    for mod, name, label in [(run_mod, "build_knn", "kNN (+PCA)"), (run_mod, "connectivities", "graph weights"),
+                             (choice_mod, "sweep", "Leiden sweep"), (choice_mod, "_stability", "stability"),
+                             (choice_mod, "choose_gmm", "Gaussian mixture"), (run_mod, "umap_layout", "UMAP"),
+                             (run_mod, "layout_quality", "UMAP quality")]:
+        timed(mod, name, label)
+    cfg = load_clustering_config(REPO / "configs" / "clustering" / "default.yaml")
+    shutil.rmtree(out, ignore_errors=True)
+    t = time.perf_counter()
+    paths = run_mod.run_clustering(cfg, cohort=cohort, latents=latents, out=out)
+    total = time.perf_counter() - t
+    m = json.loads(paths["metrics"].read_text())
+    steps["rest (characterisation, diagnostics, exports, report)"] = total - sum(steps.values())
+    return {"total_s": total, "steps": steps, "peak_rss_gb": _peak_rss_gb(), "n_subtypes": m["n_subtypes"],
+            "resolution": m["leiden"]["resolution"], "leiden_subtypes": m["methods"]["leiden"]["n_subtypes"],
+            "truth_ari": m["truth"].get("planted"), "stability": m["stability"], "knn": m["knn"]}
+
+
+def run_scanpy(cohort: Path, latents: Path, resolution: float) -> dict:
+    """scanpy (and scikit-learn's mixture) doing the stage's clustering work; per-step seconds.
+
+    The stability resamples use ``resolution`` (ours' choice), so both recluster at the same resolution; pynndescent's
+    numba functions are compiled on a 2,000-point warm-up first (reported apart, not in the total).
+    """
+    import anndata as ad
+    import scanpy as sc
+    from sklearn.metrics import adjusted_rand_score
+    from sklearn.mixture import GaussianMixture
+
+    from clustering.config import load_clustering_config
+    from fusion.latents import read_latents
+
+    cfg = load_clustering_config(REPO / "configs" / "clustering" / "default.yaml")
+    _, x, _ = read_latents(latents)
+    steps: dict[str, float] = {}
+    t0 = time.perf_counter()
+    warm = ad.AnnData(x[:2000].copy())
+    sc.pp.pca(warm, n_comps=cfg.knn.pca_dims)
+    sc.pp.neighbors(warm, n_neighbors=cfg.knn.k + 1, metric="cosine")
+    sc.tl.umap(warm)
+    warm_up = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    adata = ad.AnnData(x)
+    sc.pp.pca(adata, n_comps=cfg.knn.pca_dims, random_state=cfg.seed)
+    sc.pp.neighbors(adata, n_neighbors=cfg.knn.k + 1, metric="cosine", random_state=cfg.seed)
+    steps["kNN (+PCA)"] = time.perf_counter() - t0
+    lc, n = cfg.leiden, adata.n_obs
+    rng = np.random.default_rng(cfg.seed)
+
+    def leiden(a: ad.AnnData, resolution: float, seed: int) -> np.ndarray:
+        sc.tl.leiden(a, resolution=resolution, flavor="igraph", n_iterations=lc.n_iterations, directed=False,
+                     random_state=seed, key_added="_l")
+        return a.obs["_l"].astype(int).to_numpy()
+
+    def neighbours_of(nodes: np.ndarray, seed: int) -> ad.AnnData:
+        sub = ad.AnnData(adata.obsm["X_pca"][nodes])
+        sc.pp.neighbors(sub, n_neighbors=cfg.knn.k + 1, metric="cosine", use_rep="X", random_state=seed)
+        return sub
+
+    t = time.perf_counter()
+    size = int(round(lc.subsample_fraction * n))
+    subs = [(nodes, neighbours_of(nodes, j)) for j, nodes in
+            enumerate(np.sort(rng.choice(n, size=size, replace=False)) for _ in range(lc.n_subsamples))]
+    chosen = None
+    for r in lc.resolutions:
+        parts = [leiden(adata, r, s) for s in range(lc.n_seeds)]
+        [adjusted_rand_score(parts[0][nodes], leiden(sub, r, 1000 + j)) for j, (nodes, sub) in enumerate(subs)]
+        chosen = parts[0] if r == resolution else chosen
+    steps["Leiden sweep"] = time.perf_counter() - t
+    t = time.perf_counter()
+    size = int(round(cfg.stability.fraction * n))
+    for r in range(cfg.stability.n_resamples):
+        nodes = np.sort(rng.choice(n, size=size, replace=False))
+        leiden(neighbours_of(nodes, r), resolution, r)
+    steps["stability"] = time.perf_counter() - t
+    t = time.perf_counter()
+    pcs = adata.obsm["X_pca"].astype(np.float64)
+    bics = [GaussianMixture(k, covariance_type=cfg.gmm.covariance_type, n_init=cfg.gmm.n_init, random_state=cfg.seed,
+                            reg_covar=1e-5).fit(pcs).bic(pcs) for k in range(1, cfg.gmm.max_components + 1)]
+    k = int(np.argmin(bics)) + 1
+    for r in range(cfg.stability.n_resamples):
+        nodes = np.sort(rng.choice(n, size=size, replace=False))
+        GaussianMixture(k, covariance_type=cfg.gmm.covariance_type, n_init=cfg.gmm.n_init, random_state=r,
+                        reg_covar=1e-5).fit(pcs[nodes])
+    steps["Gaussian mixture"] = time.perf_counter() - t
+    t = time.perf_counter()
+    sc.tl.umap(adata, min_dist=cfg.umap.min_dist, random_state=cfg.seed)
+    steps["UMAP"] = time.perf_counter() - t
+    return {"total_s": time.perf_counter() - t0, "steps": steps, "peak_rss_gb": _peak_rss_gb(), "warm_up_s": warm_up,
+            "resolution": resolution, "leiden_clusters": int(chosen.max() + 1) if chosen is not None else None}
+
+
+def _child(which: str, args: argparse.Namespace, cohort: Path, latents: Path, resolution: float = 1.0) -> dict:
+    cmd = [sys.executable, __file__, "--child", which, "--cohort", str(cohort), "--latents", str(latents),
+           "--work", str(args.work), "--resolution", str(resolution)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if args.threads:
+        env.update({v: str(args.threads) for v in THREAD_VARS})
+    load = os.getloadavg()
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{which} failed:\n{proc.stderr[-3000:]}")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["process_s"] = time.perf_counter() - t
+    res["load_before"], res["load_after"] = load, os.getloadavg()
+    return res
+
+
+def _table(ours: dict, sc: dict | None) -> str:
+    """Markdown table of seconds per step, ours vs scanpy."""
+    def fmt(v: float | None, f: str = ".1f") -> str:
+        return "-" if v is None else format(v, f)
+
+    names = list(dict.fromkeys([*ours["steps"], *((sc or {}).get("steps", {}))]))
+    lines = ["| step | ours s | scanpy s | ours / scanpy |", "|---|---|---|---|"]
+    for name in names + ["total"]:
+        a = ours["total_s"] if name == "total" else ours["steps"].get(name)
+        b = (sc["total_s"] if name == "total" else sc["steps"].get(name)) if sc else None
+        lines.append(f"| {name} | {fmt(a)} | {fmt(b)} | {fmt(a / b if a is not None and b else None, '.2f')} |")
+    lines.append(f"| peak RSS GB | {ours['peak_rss_gb']:.2f} | {sc['peak_rss_gb']:.2f} | |" if sc else
+                 f"| peak RSS GB | {ours['peak_rss_gb']:.2f} | - | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/bench_clustering"))
+    ap.add_argument("--no-scanpy", dest="scanpy", action="store_false")
+    ap.add_argument("--threads", type=int, help="BLAS/OpenMP/numba threads of both processes (default: all cores)")
+    ap.add_argument("--child", choices=["scanpy", "ours"])
+    ap.add_argument("--cohort", type=Path)
+    ap.add_argument("--latents", type=Path)
+    ap.add_argument("--resolution", type=float, default=1.0, help="scanpy child: the resolution ours chose")
+    args = ap.parse_args()
+    if args.child:
+        t = time.perf_counter()
+        res = (run_scanpy(args.cohort, args.latents, args.resolution) if args.child == "scanpy"
+               else run_ours(args.cohort, args.latents, args.work / "stage_out"))
+        res["process_after_imports_s"] = time.perf_counter() - t
+        print(json.dumps(res, default=float))
+        return
+    args.work.mkdir(parents=True, exist_ok=True)
+    cohort, latents = make_cohort(args.work, args.n)
+    ours = _child("ours", args, cohort, latents)
+    sc = _child("scanpy", args, cohort, latents, ours["resolution"]) if args.scanpy else None
+    print(f"n = {args.n} x 1024, cores = {os.cpu_count()}, threads = {args.threads or 'default'}")
+    print(_table(ours, sc))
+    print(f"ours: {ours['n_subtypes']} subtypes (Leiden {ours['leiden_subtypes']} at resolution {ours['resolution']}), "
+          f"truth {ours['truth_ari']}, stability {ours['stability']}")
+    if sc:
+        print(f"scanpy: resolution {sc['resolution']}, {sc['leiden_clusters']} clusters; numba warm-up "
+              f"{sc['warm_up_s']:.1f} s (not in its total)")
+    print(f"load before/after: {ours['load_before']} / {(sc or ours)['load_after']}")
+    (args.work / f"stage_result_{args.n}.json").write_text(json.dumps({"ours": ours, "scanpy": sc}, indent=1,
+                                                                       default=float))
+
+
+if __name__ == "__main__":
+    main()
