@@ -112,7 +112,7 @@ def run_cohorts(cfg: CohortsConfig, *, out: Path) -> dict[str, Path]:
         written["sample"] = out / "sample.parquet"
         facts["sample"] = {"counts": result.counts, "shortfalls": result.shortfalls,
                            "too_small": sorted(k for k, c in result.counts.items() if c.get("too_small"))}
-    written.update(write_cohort_folder(out, manifest, clinical=clinical, schema=schema))
+    written = {**write_cohort_folder(out, manifest, clinical=clinical, schema=schema), **written}
     if cfg.overview:
         written["overview"] = write_overview(manifest, clinical, out / "overview", facts=facts)
     written["run"] = write_run_record(out, cfg, stage="cohorts", extra={
