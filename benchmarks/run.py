@@ -7,7 +7,6 @@ report.md, figures/ (and transfer.csv / label_noise.csv when those studies are e
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ import pandas as pd
 
 from core import cli
 from core.provenance import sha256_file, write_run_record
-from core.safeio import check_output_dir, locked_output, relative_path, write_csv, write_json, write_parquet
+from core.safeio import check_output_dir, locked_output, relative_path, write_csv, write_parquet
 from embedders.store import EmbeddingStore
 
 from .compare import compare_models
@@ -30,7 +29,7 @@ from .grid import run_grid
 from .patients import patient_id_warnings
 from .procedure import repeated_folds
 from .report import metric_table, write_report
-from .selection import select_model
+from .selection import read_selection, select_model, write_selection
 from .shortcuts import run_shortcut_checks
 from .splits import SplitError, patient_folds
 from .studies import label_noise_study, transfer_study
@@ -116,7 +115,7 @@ def run_benchmarks(cfg: BenchmarksConfig, *, cohort: Path, store: Path, out: Pat
     write_parquet(oof[["dataset", "label", "model", "probe", "fold", "image_id", "patient_id", "y_true", "y_score"]],
                   paths["oof"])
     write_csv(comparisons, paths["comparisons"])
-    write_json(paths["selection"], selection)
+    write_selection(paths["selection"], selection)
     write_csv(missing, paths["missing"])
     write_csv(skipped, paths["skipped"])
 
@@ -181,7 +180,7 @@ def _main(args: argparse.Namespace) -> int:
     with locked_output(args.out):
         paths = run_benchmarks(cfg, cohort=args.cohort, store=args.store, out=args.out, workers=args.workers,
                                scheduler=args.scheduler)
-    sel = json.loads(paths["selection"].read_text())
+    sel = read_selection(paths["selection"]).record
     print(f"AUROC ({cfg.probes[0]} probe), as in report.md:")
     print(metric_table(pd.read_csv(paths["results"]), metric="auroc", probe=cfg.probes[0]))
     print(f"selected: {sel['model']} ({sel['reason']})")

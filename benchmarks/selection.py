@@ -9,10 +9,52 @@ fold-stratified, patient-clustered DeLong, ``comparisons.equiv_ci_*``) lies insi
 Among the best model and its equivalents, the one with the fewest probe-input dimensions (what the probe sees
 after pooling, e.g. 768 for CXR-Foundation's 32 x 768 tokens mean-pooled, not the 24,576 stored values) wins;
 ties go to the higher mean AUROC.
+
+This module owns the ``selection.json`` contract (docs/data-contracts.md): :func:`write_selection` writes the
+record, :func:`read_selection` reads it for the later stages as a :class:`Selection`.
 """
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import pandas as pd
+
+from core.safeio import write_json
+
+from .config import Pooling
+
+
+@dataclass(frozen=True)
+class Selection:
+    """``selection.json``: the chosen store ``model``, its ``augmentation`` and token ``pooling`` (None where the
+    file does not say), and the whole ``record`` (reason, rule, candidates, patient_id_warnings, ...)."""
+
+    model: str
+    augmentation: str | None
+    pooling: Pooling | None
+    record: dict[str, Any]
+
+
+def write_selection(path: str | Path, record: dict[str, Any]) -> Path:
+    """Write ``record`` (from :func:`select_model`, plus run notes) as ``selection.json`` at ``path``."""
+    if "model" not in record:
+        raise ValueError(f"selection record for {path} has no 'model' key")
+    return write_json(path, record)
+
+
+def read_selection(path: str | Path) -> Selection:
+    """Read ``selection.json``; ValueError naming the file when it is unreadable or names no model."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read selection file {path}: {exc}") from exc
+    if "model" not in record:
+        raise ValueError(f"selection file {path} has no 'model' key")
+    return Selection(record["model"], record.get("augmentation"), record.get("pooling"), record)
 
 
 def _shape(shape: tuple[int, ...]) -> str:

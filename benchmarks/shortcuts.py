@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from cohorts.folder import read_cohort_folder
+
 from .config import BenchmarksConfig
 from .crossval import Task, build_train_set, cross_validate, fold_scaler, image_moments, standardized
 from .data import Features
@@ -40,9 +42,9 @@ MIN_STRATUM = 5
 def confounders(cohort: Path, image_ids: np.ndarray) -> tuple[pd.DataFrame, str]:
     """Per image (index ``image_id``): the :data:`CONFOUNDERS` as 0/1 floats (NaN unknown) and ``source_name``;
     returns the table and a description of the ``source`` level coded 1."""
-    manifest = pd.read_parquet(Path(cohort) / "manifest.parquet").set_index("image_id").reindex(image_ids)
-    clinical_path = Path(cohort) / "clinical.parquet"
-    clinical = pd.read_parquet(clinical_path).set_index("patient_id") if clinical_path.is_file() else None
+    folder = read_cohort_folder(cohort)
+    manifest = folder.manifest.set_index("image_id").reindex(image_ids)
+    clinical = folder.clinical.set_index("patient_id") if folder.clinical is not None else None
 
     def column(name: str) -> pd.Series:
         values = manifest[name] if name in manifest else pd.Series(np.nan, index=manifest.index, dtype=object)

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmarks.selection import read_selection
+
 from . import validity as v
 from .choice import Choice
 from .config import ClusteringConfig
@@ -60,10 +62,11 @@ def diagnose(x: np.ndarray, units: pd.DataFrame, manifest: pd.DataFrame, *, indi
     head = v.read_json(Path(latents).parent / "survival" / "metrics.json" if latents is not None else None)
     if head:
         checks += v.survival_head_check(head, cfg.validity)
-    selection = v.read_json(Path(benchmark) / "selection.json" if benchmark is not None else None)
-    if selection:
+    selection = Path(benchmark) / "selection.json" if benchmark is not None else None
+    if selection is not None and selection.is_file():
         comp = Path(benchmark) / "comparisons.csv"
-        checks.append(v.selection_check(selection, pd.read_csv(comp) if comp.is_file() and comp.stat().st_size else None,
+        checks.append(v.selection_check(read_selection(selection).record,
+                                        pd.read_csv(comp) if comp.is_file() and comp.stat().st_size else None,
                                         cfg.validity))
     n_patients = units.patient_id.nunique() + n_excluded
     checks.append(v.excluded_check(n_excluded, n_patients, cfg.validity))

@@ -8,7 +8,6 @@ and the clinical columns. Inputs that cannot be aligned are errors, never silent
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.config import Pooling
+from benchmarks.probes import pool
+from cohorts.folder import CohortFolder, CohortFolderError, read_cohort_folder
 from fusion.latents import read_informed, read_latents
 
 log = logging.getLogger(__name__)
@@ -23,16 +25,6 @@ log = logging.getLogger(__name__)
 
 class InputError(ValueError):
     """Clustering inputs that are missing or do not line up (the message names the file and what to do)."""
-
-
-@dataclass
-class Cohort:
-    """The cohort tables: manifest (per image), clinical (per patient) and its schema (column -> spec)."""
-
-    manifest: pd.DataFrame
-    clinical: pd.DataFrame | None
-    schema: dict[str, dict]
-    path: Path
 
 
 @dataclass
@@ -45,31 +37,12 @@ class Points:
     excluded: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["patient_id", "reason"]))
 
 
-def load_cohort(cohort: Path) -> Cohort:
-    """Read ``COHORT_DIR/manifest.parquet`` and, when present, ``clinical.parquet`` + ``clinical_schema.json``."""
-    man = cohort / "manifest.parquet"
-    if not man.is_file():
-        raise InputError(f"no manifest at {man}: run `python -m cohorts.run` first or pass the right --cohort")
-    manifest = pd.read_parquet(man)
-    for col in ("image_id", "patient_id"):
-        if col not in manifest.columns:
-            raise InputError(f"{man} has no '{col}' column (see docs/data-contracts.md)")
-    clin_path, schema_path = cohort / "clinical.parquet", cohort / "clinical_schema.json"
-    clinical, schema = None, {}
-    if clin_path.is_file():
-        clinical = pd.read_parquet(clin_path)
-        if "patient_id" not in clinical.columns:
-            raise InputError(f"{clin_path} has no 'patient_id' column")
-        dup = clinical.patient_id[clinical.patient_id.duplicated()]
-        if len(dup):
-            raise InputError(f"{clin_path}: patient_id not unique (e.g. {dup.iloc[:3].tolist()})")
-        if not schema_path.is_file():
-            raise InputError(f"{clin_path} has no {schema_path.name} next to it; the schema declares column roles")
-        schema = json.loads(schema_path.read_text())["columns"]
-        unknown = [c for c in clinical.columns if c != "patient_id" and c not in schema]
-        if unknown:
-            raise InputError(f"{schema_path} does not describe clinical columns {unknown}: add them with a role")
-    return Cohort(manifest, clinical, schema, cohort)
+def load_cohort(cohort: Path) -> CohortFolder:
+    """Read ``COHORT_DIR`` (:func:`cohorts.folder.read_cohort_folder`); contract breaks are :class:`InputError`."""
+    try:
+        return read_cohort_folder(cohort)
+    except CohortFolderError as exc:
+        raise InputError(str(exc)) from None
 
 
 UNINFORMED = ("no CXR in the fusion window and no clinical value the VAE uses: the latent is the prior mean, "
@@ -84,15 +57,17 @@ def load_latents(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, object]]
         raise InputError(str(exc)) from None
 
 
-def load_store(path: Path, *, model: str, augmentation: str) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
-    """``(image ids (n,), embeddings (n, d) float32, model attrs)``; multi-token outputs are mean-pooled over tokens."""
+def load_store(path: Path, *, model: str, augmentation: str,
+               pooling: Pooling = "mean") -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
+    """``(image ids (n,), embeddings (n, d) float32, model attrs)``; multi-token outputs are pooled over tokens as
+    the benchmark does (``pooling``: its ``selection.json`` choice, :func:`benchmarks.probes.pool`)."""
     from embedders.store import EmbeddingStore
 
     store = EmbeddingStore(path)
     ids, arr = store.read(model, augmentation)
     x = np.asarray(arr.compute(), dtype=np.float32)
     if x.ndim > 2:
-        x = x.reshape(x.shape[0], -1, x.shape[-1]).mean(1)
+        x = pool(x.reshape(x.shape[0], -1, x.shape[-1]), pooling)
     return np.asarray(ids).astype(str), x, store.attrs(model)
 
 
@@ -114,7 +89,7 @@ def _check_ids(ids: np.ndarray, known: pd.Index, *, what: str, source: Path, coh
                          f"(e.g. {list(unknown[:3])}): the inputs come from a different cohort")
 
 
-def align(ids: np.ndarray, x: np.ndarray, cohort: Cohort, *, unit: str, source_path: Path) -> Points:
+def align(ids: np.ndarray, x: np.ndarray, cohort: CohortFolder, *, unit: str, source_path: Path) -> Points:
     """Build the per-unit frame for ``ids`` (patient or image ids); store images may be averaged per patient."""
     man = cohort.manifest
     if unit == "image":
@@ -143,8 +118,8 @@ def patient_means(image_ids: np.ndarray, x: np.ndarray, manifest: pd.DataFrame) 
     return np.asarray(uniq).astype(str), (sums / counts).astype(np.float32)
 
 
-def load_points(cohort: Cohort, *, latents: Path | None, store: Path | None, model: str | None,
-                unit: str, augmentation: str) -> Points:
+def load_points(cohort: CohortFolder, *, latents: Path | None, store: Path | None, model: str | None,
+                unit: str, augmentation: str, pooling: Pooling = "mean") -> Points:
     """Load and align the clustering input given either ``latents`` or ``store`` + ``model``."""
     if (latents is None) == (store is None):
         raise InputError("give exactly one input: --latents FUSION_DIR/latents.zarr, or --store STORE.zarr --model NAME")
@@ -159,12 +134,12 @@ def load_points(cohort: Cohort, *, latents: Path | None, store: Path | None, mod
         return pts
     if model is None:
         raise InputError("--store needs --model NAME (one of the store's model groups)")
-    ids, x, attrs = load_store(store, model=model, augmentation=augmentation)
+    ids, x, attrs = load_store(store, model=model, augmentation=augmentation, pooling=pooling)
     _check_ids(ids, pd.Index(cohort.manifest.image_id), what="image", source=store, cohort=cohort.path)
     if unit == "patient":
         ids, x = patient_means(ids, x, cohort.manifest)
     pts = align(ids, x, cohort, unit=unit, source_path=store)
     pts.source = {"kind": f"store embeddings ({unit} level)", "path": str(store), "model": model,
-                  "augmentation": augmentation, "weights_sha256": attrs.get("weights_sha256"),
+                  "augmentation": augmentation, "pooling": pooling, "weights_sha256": attrs.get("weights_sha256"),
                   "manifest_sha256": attrs.get("manifest_sha256")}
     return pts

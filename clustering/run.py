@@ -3,7 +3,7 @@
 CLI::
 
     python -m clustering.run --config FILE --cohort COHORT_DIR --latents FUSION_DIR/latents.zarr --out DIR
-    python -m clustering.run --config FILE --cohort COHORT_DIR --store STORE.zarr --model NAME --out DIR
+    python -m clustering.run --config FILE --cohort COHORT_DIR --store STORE.zarr --model NAME [--pooling mean] --out DIR
 
 Python: :func:`run_clustering`.
 """
@@ -14,11 +14,13 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
+from benchmarks.config import Pooling
 from core import cli
 from core.provenance import write_run_record
 from core.safeio import check_output_dir, locked_output, relative_path, write_csv, write_json
@@ -94,9 +96,11 @@ def _umap_figures(units: pd.DataFrame, coords: np.ndarray, schema: dict[str, dic
 
 
 def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None = None, store: Path | None = None,
-                   model: str | None = None, benchmark: Path | None = None, out: Path) -> dict[str, Path]:
+                   model: str | None = None, pooling: Pooling = "mean", benchmark: Path | None = None,
+                   out: Path) -> dict[str, Path]:
     """Run the whole clustering stage into ``out``; returns the written outputs by name.
 
+    ``pooling``: how multi-token store embeddings become one vector (the benchmark's ``selection.json`` choice).
     ``benchmark`` (BENCH_DIR, optional) lets the validity panel judge the model selection.
     """
     t0 = time.perf_counter()
@@ -106,7 +110,7 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
     fig_dir.mkdir(parents=True, exist_ok=True)
     coh = load_cohort(Path(cohort))
     pts: Points = load_points(coh, latents=latents, store=store, model=model, unit=cfg.unit,
-                              augmentation=cfg.augmentation)
+                              augmentation=cfg.augmentation, pooling=pooling)
     units, schema = pts.units, coh.schema
     plan = plan_export(units, cfg, schema, out=out, source=f"{cohort} (manifest + clinical)")  # before the long work
     if plan.withheld:
@@ -377,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latents", type=Path, help="FUSION_DIR/latents.zarr")
     ap.add_argument("--store", type=Path, help="embedding store STORE.zarr (per-image embeddings)")
     ap.add_argument("--model", help="model group in the store")
+    ap.add_argument("--pooling", choices=get_args(Pooling), default="mean",
+                    help="multi-token store embeddings: mean over tokens, flatten or cls (token 0)")
     ap.add_argument("--benchmark", type=Path, help="BENCH_DIR (optional): the validity panel judges its model selection")
     ap.add_argument("--out", type=Path, required=True)
     return cli.run(ap, _main, argv)
@@ -386,7 +392,7 @@ def _main(args: argparse.Namespace) -> int:
     cfg = load_clustering_config(args.config)
     with locked_output(args.out):
         paths = run_clustering(cfg, cohort=args.cohort, latents=args.latents, store=args.store, model=args.model,
-                               benchmark=args.benchmark, out=args.out)
+                               pooling=args.pooling, benchmark=args.benchmark, out=args.out)
     metrics = json.loads(paths["metrics"].read_text())
     print(f"{metrics['n']} {metrics['unit']}s -> {metrics['leiden']['n_subtypes']} subtypes "
           f"(resolution {metrics['leiden']['resolution']}); report: {paths['report']}")

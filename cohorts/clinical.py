@@ -1,4 +1,5 @@
-"""Clinical table keyed by ``patient_id`` and its declared schema (docs/data-contracts.md).
+"""Clinical table keyed by ``patient_id`` and its declared schema (docs/data-contracts.md): the owner of the
+``clinical_schema.json`` contract (read, check, write; :class:`ColumnSpec` the typed view later stages use).
 
 Values are never imputed: a value a source does not give stays null. Schemas are plain dicts in
 the ``clinical_schema.json`` format: ``{"columns": {name: {type, role, unit, min, max,
@@ -8,20 +9,36 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import pandas as pd
 
 from core.safeio import write_json, write_parquet
 
-TYPES = ("continuous", "binary", "categorical")
+ColumnType = Literal["continuous", "binary", "categorical"]
+TYPES: tuple[ColumnType, ...] = get_args(ColumnType)
 ROLES = ("feature", "outcome", "id", "truth", "covariate")
 SPEC_KEYS = ("type", "role", "unit", "min", "max", "categories", "description")
 
 
 class ClinicalError(ValueError):
     """A clinical table or schema that breaks the contract."""
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column of ``clinical_schema.json``, typed."""
+
+    name: str
+    type: ColumnType
+    role: str
+    unit: str | None = None
+    min: float | None = None
+    max: float | None = None
+    categories: tuple[str, ...] | None = None
+    description: str = ""
 
 
 def spec(type_: str, role: str, description: str, *, unit: str | None = None, min: float | None = None,
@@ -61,6 +78,14 @@ def check_schema(schema: dict[str, Any], *, source: str) -> None:
         if entry["type"] not in TYPES or entry["role"] not in ROLES:
             raise ClinicalError(f"{source}: column '{name}': type must be one of {TYPES} and role one of "
                                 f"{ROLES}, got {entry['type']!r}/{entry['role']!r}")
+
+
+def column_specs(columns: dict[str, dict[str, Any]]) -> dict[str, ColumnSpec]:
+    """The schema's ``columns`` (checked by :func:`check_schema`) as ``{name: ColumnSpec}``; categories as str."""
+    return {name: ColumnSpec(name=name, type=e["type"], role=e["role"], unit=e.get("unit"), min=e.get("min"),
+                             max=e.get("max"), categories=tuple(str(c) for c in e["categories"]) if e.get("categories")
+                             else None, description=e.get("description", ""))
+            for name, e in columns.items()}
 
 
 def validate_clinical(df: pd.DataFrame, schema: dict[str, Any], *, source: str = "clinical") -> None:

@@ -22,10 +22,11 @@ from core.safeio import check_output_dir, locked_output, write_csv, write_parque
 
 from .adapters import AdapterResult, load_source
 from .adapters.covid_dedupe import merge_hannover_duplicates
-from .clinical import combine, write_clinical
+from .clinical import combine
 from .config import CohortsConfig
+from .folder import write_cohort_folder
 from .labels import apply_uncertain_policy
-from .manifest import ERROR_COLUMNS, check_image_files, conform, write_manifest
+from .manifest import ERROR_COLUMNS, check_image_files, conform
 from .overview import write_overview
 from .sampling import balanced_sample
 
@@ -85,20 +86,19 @@ def run_cohorts(cfg: CohortsConfig, *, out: Path) -> dict[str, Path]:
         manifest, errors = check_image_files(manifest, verify=cfg.verify_images)
     write_csv(errors, out / "errors.csv")
     _check_sources_usable(results, manifest, errors_csv=out / "errors.csv", allow_empty=cfg.allow_empty_sources)
-    written = {"manifest": write_manifest(manifest, out / "manifest.parquet"), "errors": out / "errors.csv"}
+    written = {"errors": out / "errors.csv"}
 
     facts: dict[str, Any] = {"n_images_from_sources": n_raw, "views_kept": cfg.views,
                              "views_filtered_out": view_dropped, "n_errors": len(errors),
                              "uncertain_policy": cfg.uncertain,
                              "source_notes": {k: r.notes for k, r in results.items() if r.notes}}
-    clinical = None
+    clinical = schema = None
     parts = [(r.clinical, r.schema) for r in results.values() if r.clinical is not None]
     if parts:
         clinical, schema = combine(parts)
         in_cohort = clinical["patient_id"].isin(manifest["patient_id"])
         facts["clinical_rows_without_images"] = int((~in_cohort).sum())
         clinical = clinical[in_cohort].reset_index(drop=True)
-        written["clinical"], written["clinical_schema"] = write_clinical(clinical, schema, out)
     if cfg.sampling is not None:
         s = cfg.sampling
         result = balanced_sample(manifest, labels=s.labels, n_per_class=s.n_per_class, seed=s.seed,
@@ -109,10 +109,10 @@ def run_cohorts(cfg: CohortsConfig, *, out: Path) -> dict[str, Path]:
             kept = manifest["image_id"].isin(result.sample["image_id"])
             facts["images_not_sampled_left_out"] = int((~kept).sum())
             manifest = manifest[kept].reset_index(drop=True)
-            written["manifest"] = write_manifest(manifest, out / "manifest.parquet")
         written["sample"] = out / "sample.parquet"
         facts["sample"] = {"counts": result.counts, "shortfalls": result.shortfalls,
                            "too_small": sorted(k for k, c in result.counts.items() if c.get("too_small"))}
+    written = {**write_cohort_folder(out, manifest, clinical=clinical, schema=schema), **written}
     if cfg.overview:
         written["overview"] = write_overview(manifest, clinical, out / "overview", facts=facts)
     written["run"] = write_run_record(out, cfg, stage="cohorts", extra={

@@ -1,4 +1,5 @@
-"""Clinical table encoding from ``clinical_schema.json`` (see docs/data-contracts.md).
+"""Clinical table encoding from ``clinical_schema.json`` (read by :mod:`cohorts.folder`, typed by
+:func:`cohorts.clinical.column_specs`; see docs/data-contracts.md).
 
 :class:`ClinicalEncoder` is fitted on training rows only and turns a clinical DataFrame into a
 dense ``(N, C)`` float32 matrix plus an ``(N, C)`` observation mask:
@@ -22,50 +23,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-log = logging.getLogger(__name__)
+from cohorts.clinical import TYPES, ColumnSpec, ColumnType
 
-ColumnType = Literal["continuous", "binary", "categorical"]
-_TYPE_ORDER = ("continuous", "binary", "categorical")
+log = logging.getLogger(__name__)
 
 
 class SchemaError(ValueError):
     """clinical_schema.json or clinical.parquet do not match the contract."""
-
-
-@dataclass(frozen=True)
-class ColumnSpec:
-    """One column of clinical_schema.json."""
-
-    name: str
-    type: ColumnType
-    role: str
-    unit: str | None = None
-    min: float | None = None
-    max: float | None = None
-    categories: tuple[str, ...] | None = None
-    description: str = ""
-
-
-def read_schema(path: str | Path) -> dict[str, ColumnSpec]:
-    """Parse ``clinical_schema.json`` into ``{name: ColumnSpec}``; errors name the file and column."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-        columns = raw["columns"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise SchemaError(f"{path}: cannot read a {{'columns': {{...}}}} schema ({exc})") from exc
-    out: dict[str, ColumnSpec] = {}
-    for name, spec in columns.items():
-        kind = spec.get("type")
-        if kind not in _TYPE_ORDER:
-            raise SchemaError(f"{path}: column '{name}' has type {kind!r}; expected one of {_TYPE_ORDER}")
-        cats = spec.get("categories")
-        out[name] = ColumnSpec(
-            name=name, type=kind, role=spec.get("role", "feature"), unit=spec.get("unit"),
-            min=spec.get("min"), max=spec.get("max"),
-            categories=tuple(str(c) for c in cats) if cats else None, description=spec.get("description", ""),
-        )
-    return out
 
 
 @dataclass(frozen=True)
@@ -138,7 +102,7 @@ class ClinicalEncoder:
             if schema[n].role != "feature":
                 raise SchemaError(f"clinical column '{n}' has role '{schema[n].role}'; only role=feature "
                                   "columns may be model inputs")
-        ordered = sorted(names, key=lambda n: _TYPE_ORDER.index(schema[n].type))
+        ordered = sorted(names, key=lambda n: TYPES.index(schema[n].type))
         self._stats = []
         for n in ordered:
             spec = schema[n]

@@ -17,7 +17,6 @@ Serial policies (images of one patient ordered by ``offset_days``, then ``acquir
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -26,8 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.selection import read_selection
+from cohorts.clinical import ColumnSpec, column_specs
+from cohorts.folder import CLINICAL, read_cohort_folder
 from core.config import ConfigError
-from fusion.clinical import ColumnSpec, SchemaError, read_schema
 from fusion.config import SerialPolicy
 from fusion.covariates import lookup_covariates
 
@@ -83,18 +84,6 @@ def read_embeddings(store: str | Path, model: str, *, augmentation: str = "origi
     return np.asarray(ids).astype(str), np.asarray(arr.compute(), np.float32)
 
 
-def read_selection(path: str | Path) -> dict:
-    """``selection.json`` of the benchmark stage (``model``, ``augmentation``, ...)."""
-    path = Path(path)
-    try:
-        sel = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read selection file {path}: {exc}") from exc
-    if "model" not in sel:
-        raise ValueError(f"selection file {path} has no 'model' key")
-    return sel
-
-
 def resolve_cxr_model(model: str | None, augmentation: str, selection: Path | None, *, key: str) -> tuple[str, str]:
     """``(model, augmentation)``: the configured ``model``, else the benchmark's ``selection.json`` pick.
 
@@ -106,7 +95,7 @@ def resolve_cxr_model(model: str | None, augmentation: str, selection: Path | No
         raise ConfigError(f"no CXR embedding model: set {key} in the config or pass --selection "
                           "BENCH_DIR/selection.json")
     sel = read_selection(selection)
-    return sel["model"], sel.get("augmentation", augmentation)
+    return sel.model, sel.augmentation or augmentation
 
 
 def load_patient_data(cohort: str | Path, store: str | Path | None, *, model: str | None,
@@ -120,28 +109,13 @@ def load_patient_data(cohort: str | Path, store: str | Path | None, *, model: st
     Every manifest image without a finished embedding is counted in ``notes["images_without_embedding"]``.
     """
     cohort = Path(cohort)
-    manifest = _read_parquet(cohort / "manifest.parquet")
-    for col in ("image_id", "patient_id"):
-        if col not in manifest.columns:
-            raise SchemaError(f"{cohort / 'manifest.parquet'}: required column '{col}' is missing")
-    schema_path = cohort / "clinical_schema.json"
-    clinical_path = cohort / "clinical.parquet"
-    if clinical_path.is_file():
-        schema = read_schema(schema_path)
-        clin = _read_parquet(clinical_path)
-        if "patient_id" not in clin.columns:
-            raise SchemaError(f"{clinical_path}: required column 'patient_id' is missing")
-        dup = clin["patient_id"].duplicated()
-        if dup.any():
-            raise SchemaError(f"{clinical_path}: patient_id must be unique; duplicated e.g. "
-                              f"{list(clin.loc[dup, 'patient_id'][:5])}")
-        missing = [c for c in schema if c not in clin.columns]
-        if missing:
-            raise SchemaError(f"{clinical_path}: columns declared in {schema_path.name} are missing: {missing}")
-        clin = clin.assign(patient_id=clin["patient_id"].astype(str)).set_index("patient_id")
+    folder = read_cohort_folder(cohort)
+    manifest, schema = folder.manifest, column_specs(folder.schema)
+    if folder.clinical is not None:
+        clin = folder.clinical.assign(patient_id=folder.clinical["patient_id"].astype(str)).set_index("patient_id")
     else:
-        log.warning("%s not found: clinical-only inputs are empty", clinical_path)
-        schema, clin = {}, pd.DataFrame(index=pd.Index([], name="patient_id"))
+        log.warning("%s not found: clinical-only inputs are empty", cohort / CLINICAL)
+        clin = pd.DataFrame(index=pd.Index([], name="patient_id"))
 
     manifest = manifest.assign(image_id=manifest["image_id"].astype(str), patient_id=manifest["patient_id"].astype(str))
     patients = np.array(sorted(set(manifest["patient_id"]) | set(clin.index)), dtype=object).astype(str)
@@ -247,9 +221,3 @@ def split_patients(patient_ids: np.ndarray, *, val_fraction: float, test_fractio
         raise ValueError(f"split_patients: {n} patients are too few for val={val_fraction}, test={test_fraction}")
     return {"test": np.sort(perm[:n_test]), "val": np.sort(perm[n_test:n_test + n_val]),
             "train": np.sort(perm[n_test + n_val:])}
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `python -m cohorts.run` first (docs/data-contracts.md)")
-    return pd.read_parquet(path)

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from benchmarks.report import reported_intervals
+from benchmarks.selection import read_selection
 from clustering.characterize import cox_table
 from clustering.narrative import CAVEAT
 from clustering.report import FIGURE_CHECK_SCRIPT, TABLE1_LEGEND, format_p
@@ -76,7 +77,8 @@ def _cohort(run: Path) -> str:
 
 def _benchmark(run: Path) -> str:
     folder = run / "benchmarks"
-    results, selection = _csv(folder / "results.csv"), _json(folder / "selection.json")
+    results = _csv(folder / "results.csv")
+    selection = read_selection(folder / "selection.json").record if (folder / "selection.json").is_file() else None
     if results is None:
         return ""
     out = ["<h2>2. Benchmark of the embedding models</h2>",

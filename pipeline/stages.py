@@ -1,12 +1,12 @@
 """The five stages the pipeline chains, and how each one is called.
 
 Each stage is imported lazily by dotted name, so the pipeline knows stages only through their
-public ``run_<stage>`` function and config model (docs/data-contracts.md), never their internals.
+public ``run_<stage>`` function and config model and the readers of their outputs
+(docs/data-contracts.md), never their internals.
 """
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from benchmarks.selection import read_selection
 from core.config import ConfigError
 
 
@@ -66,8 +67,9 @@ def _clustering_inputs(run_dir: Path, configured: set[str]) -> dict[str, Any]:
     if selection is None:
         raise ConfigError("the clustering stage needs the fusion latents or the benchmark's selected model: "
                           "configure a 'fusion' or a 'benchmarks' section")
-    model = json.loads(selection.read_text())["model"]
-    return {"cohort": run_dir / "cohorts", "store": store_path(run_dir), "model": model, **bench}
+    sel = read_selection(selection)
+    return {"cohort": run_dir / "cohorts", "store": store_path(run_dir), "model": sel.model,
+            "pooling": sel.pooling or "mean", **bench}
 
 
 STAGES: tuple[Stage, ...] = (

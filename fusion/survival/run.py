@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cohorts.folder import read_manifest
 from core import cli
 from core.config import ConfigError, read_yaml, validate_config
 from core.provenance import sha256_json, write_run_record
@@ -142,7 +143,7 @@ def _resolve_model(cfg: SurvivalConfig, store: Path | None, selection: Path | No
 
 
 def _max_images_per_patient(cohort: Path) -> int:
-    manifest = pd.read_parquet(cohort / "manifest.parquet", columns=["patient_id"])
+    manifest = read_manifest(cohort, columns=["patient_id"])
     return int(max(manifest["patient_id"].value_counts().max(), 1)) if len(manifest) else 1
 
 

@@ -12,6 +12,9 @@ import torch
 import zarr
 from zarr.errors import UnstableSpecificationWarning
 
+from cohorts.clinical import ID_SPEC
+from cohorts.folder import write_cohort_folder
+
 torch.set_num_threads(1)
 
 
@@ -62,10 +65,11 @@ def make_fixture(root: Path, *, n_patients: int = 60, seed: int = 0, signal: flo
     for lab, per_pat in labels.items():
         man[f"label_{lab}"] = pd.array(per_pat[pat_index], dtype="Int8")
     man["study_id"], man["path"], man["view"] = man["image_id"], None, "PA"
+    man["acquired_at"], man["offset_days"] = pd.NaT, np.nan
     cohort = root / "cohort"
     cohort.mkdir(parents=True)
-    man.to_parquet(cohort / "manifest.parquet", index=False)
-    pd.DataFrame({"patient_id": man["patient_id"].unique()}).to_parquet(cohort / "clinical.parquet", index=False)
+    write_cohort_folder(cohort, man, clinical=pd.DataFrame({"patient_id": man["patient_id"].unique()}),
+                        schema={"columns": {"patient_id": ID_SPEC}})
     sample = pd.concat([man.assign(label=lab, y=man[f"label_{lab}"].astype(int))[
         ["dataset", "label", "image_id", "patient_id", "y"]] for lab in labels], ignore_index=True)
     sample.to_parquet(cohort / "sample.parquet", index=False)

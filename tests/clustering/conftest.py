@@ -1,19 +1,23 @@
-"""Fixtures: a small cohort + fusion latents written directly in the contract format (docs/data-contracts.md)."""
+"""Fixtures: a small cohort + fusion latents in the contract format (docs/data-contracts.md), written with the
+owners' writers (cohorts.folder, fusion.latents)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-import zarr
 from PIL import Image
+
+from cohorts.clinical import ID_SPEC
+from cohorts.folder import write_cohort_folder
+from fusion.latents import write_latents
 
 torch.set_num_threads(1)
 
 SCHEMA = {
+    "patient_id": ID_SPEC,
     "age": {"type": "continuous", "role": "feature", "unit": "years", "min": 18, "max": 100, "categories": None,
             "description": "age at admission"},
     "sex": {"type": "categorical", "role": "feature", "unit": None, "min": None, "max": None, "categories": ["F", "M"],
@@ -73,14 +77,9 @@ def make_cohort(root: Path, *, n_patients: int = 240, latent_dim: int = 16, seed
     manifest = pd.DataFrame(rows)
     for c in ("label_Edema", "label_Effusion"):
         manifest[c] = manifest[c].astype("Int8")
-    manifest.to_parquet(cohort / "manifest.parquet", index=False)
-    clinical.to_parquet(cohort / "clinical.parquet", index=False)
-    (cohort / "clinical_schema.json").write_text(json.dumps({"columns": SCHEMA}))
-    latents = root / "fusion" / "latents.zarr"
-    g = zarr.open_group(str(latents), mode="w")
-    g.create_array("ids", data=pids.astype(str))
-    g.create_array("latent", data=latent)
-    g.attrs.update({"level": "patient", "model": "fixture", "latent_dim": latent_dim})
+    write_cohort_folder(cohort, manifest, clinical=clinical, schema={"columns": SCHEMA})
+    latents = write_latents(root / "fusion" / "latents.zarr", pids, latent, split={"train": np.arange(n_patients)},
+                            informed=np.ones(n_patients, bool), model="fixture")
     return cohort, latents
 
 

@@ -9,7 +9,7 @@ import zarr
 
 from clustering.inputs import InputError, load_cohort, load_points
 from embedders.store import open_store_for_writing, prepare_model_group, write_rows
-from fusion.latents import write_latents
+from fusion.latents import read_latents, write_latents
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,7 @@ def test_misaligned_inputs_are_errors(small_cohort, tmp_path) -> None:
 
 def test_patients_without_any_input_are_listed_not_clustered(small_cohort, tmp_path) -> None:
     cohort, latents = small_cohort
-    src = zarr.open_group(str(latents), mode="r")
-    ids, latent = np.asarray(src["ids"][:]).astype(str), np.asarray(src["latent"][:])
+    ids, latent, _ = read_latents(latents)
     informed = np.ones(len(ids), bool)
     informed[[3, 7]] = False
     latent[~informed] = 0.0                                   # what the VAE gives a patient with no input

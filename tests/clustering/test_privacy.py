@@ -68,7 +68,7 @@ def identifying_cohort(tmp_path_factory) -> tuple[Path, dict[str, list[str]]]:
     man.to_parquet(cohort / "manifest.parquet", index=False)
     planted["image_id"] = list(man.image_id)
     g = zarr.open_group(str(latents), mode="r+")
-    g["ids"][:] = np.array([ids[i] for i in g["ids"][:].astype(str)])
+    g["ids"][:] = np.array([ids[i] for i in np.asarray(g["ids"][:], dtype=object).astype(str)])
     return run, planted
 
 

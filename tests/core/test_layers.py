@@ -19,9 +19,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 STAGES = ("cohorts", "embedders", "benchmarks", "fusion", "clustering", "pipeline")
 PACKAGES = ("core", *STAGES)
-# what a later stage may import from ``cohorts``: cohort data only (cohorts.images reads the cohort's radiographs
-# the manifest lists). Generic helpers go to ``core``; the pipeline reaches the cohorts stage by name (pipeline.stages).
-COHORT_DATA = frozenset({"cohorts.images"})
+# what a later stage may import from ``cohorts``: cohort data only -- the readers of the cohort folder contract
+# (cohorts.folder: manifest, clinical table; cohorts.clinical: clinical_schema.json and its typed ColumnSpec) and
+# cohorts.images, which reads the radiographs the manifest lists. Generic helpers go to ``core``; the pipeline
+# reaches the cohorts stage by name (pipeline.stages).
+COHORT_DATA = frozenset({"cohorts.folder", "cohorts.clinical", "cohorts.images"})
 
 
 @dataclass(frozen=True)

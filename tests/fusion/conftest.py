@@ -1,4 +1,5 @@
-"""Fixtures for fusion tests: a small cohort + store written in the contract format (docs/data-contracts.md).
+"""Fixtures for fusion tests: a small cohort (written with cohorts.folder) + store in the contract format
+(docs/data-contracts.md).
 
 Planted structure: three subtypes (clinical column ``true_subtype``, role truth). The clinical
 features mainly separate subtype 0 from the others, the CXR embeddings mainly subtype 2 from the
@@ -7,13 +8,14 @@ row and patients without images are all present.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import zarr
+
+from cohorts.folder import write_cohort_folder
 
 MODEL = "synthetic"
 
@@ -40,7 +42,6 @@ def write_contract_cohort(root: Path, *, n_patients: int = 120, dim: int = 16, t
     for col in ("age", "lactate", "il6", "vasopressors", "sex"):
         clin.loc[rng.random(n_patients) < 0.25, col] = None
     clin = clin.iloc[n_patients // 10:]                # the first 10% of patients have no clinical row
-    clin.to_parquet(cohort / "clinical.parquet", index=False)
     spec = {"type": "continuous", "role": "feature", "categories": None, "description": ""}
     schema = {"columns": {
         "patient_id": {**spec, "type": "categorical", "role": "id", "unit": None, "min": None, "max": None},
@@ -54,7 +55,6 @@ def write_contract_cohort(root: Path, *, n_patients: int = 120, dim: int = 16, t
         "time": {**spec, "role": "outcome", "unit": "days", "min": 0, "max": None},
         "event": {**spec, "type": "binary", "role": "outcome", "unit": None, "min": None, "max": None},
     }}
-    (cohort / "clinical_schema.json").write_text(json.dumps(schema))
 
     centers = rng.normal(0, 1, (3, dim))
     centers[1] = centers[0] + rng.normal(0, 0.15, dim)     # CXR barely tells subtype 0 from 1
@@ -67,7 +67,7 @@ def write_contract_cohort(root: Path, *, n_patients: int = 120, dim: int = 16, t
                          "path": None, "view": "AP", "dataset": "demo", "acquired_at": pd.NaT,
                          "offset_days": float(j * 3 - 1) if i % 7 else np.nan, "_s": subtype[i]})
     manifest = pd.DataFrame(rows)
-    manifest.drop(columns="_s").to_parquet(cohort / "manifest.parquet", index=False)
+    write_cohort_folder(cohort, manifest.drop(columns="_s"), clinical=clin, schema=schema)
     emb = centers[manifest["_s"].to_numpy()] + rng.normal(0, 0.5, (len(manifest), dim))
     if tokens > 1:
         emb = emb[:, None, :] + rng.normal(0, 0.3, (len(manifest), tokens, dim))

@@ -8,6 +8,7 @@ import pytest
 import yaml
 import zarr
 
+from benchmarks.selection import write_selection
 from core.config import ConfigError
 from fusion.config import load_fusion_config
 from fusion.run import main, run_fusion
@@ -19,7 +20,7 @@ def test_cli_writes_checkpoint_latents_metrics_figures(contract_cohort, tiny_con
     config = tmp_path / "pipeline.yaml"
     config.write_text(yaml.safe_dump({"fusion": cfg.model_dump(mode="json")}))   # composed-config form
     selection = tmp_path / "selection.json"
-    selection.write_text(json.dumps({"model": cfg.cxr.model, "augmentation": "original"}))
+    write_selection(selection, {"model": cfg.cxr.model, "augmentation": "original"})
     out = tmp_path / "out"
     main(["--config", str(config), "--cohort", str(cohort), "--store", str(store), "--selection", str(selection),
           "--out", str(out)])

@@ -37,10 +37,11 @@ def write_toy_cohort(root, *, n: int = 80, seed: int = 0):
     categorical. Outcomes: ``time``/``event`` (exponential hazard, censoring at 30 d) and ``death30``
     (binary). Returns ``(cohort_dir, store_path)``.
     """
-    import json
     from pathlib import Path
 
     import zarr
+
+    from cohorts.folder import write_cohort_folder
 
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -57,15 +58,14 @@ def write_toy_cohort(root, *, n: int = 80, seed: int = 0):
     for i, pid in enumerate(pids):
         for j, off in enumerate([0.0, 2.0, 5.0][: 1 + i % 3]):
             images.append({"image_id": f"{pid}/{j}", "patient_id": pid, "study_id": f"{pid}/{j}", "path": None,
-                           "view": "AP", "dataset": "toy", "offset_days": off, "_sev": severity[i]})
+                           "view": "AP", "dataset": "toy", "acquired_at": pd.NaT, "offset_days": off,
+                           "_sev": severity[i]})
     manifest = pd.DataFrame(images)
-    manifest.drop(columns="_sev").to_parquet(cohort / "manifest.parquet", index=False)
     clinical = pd.DataFrame({
         "patient_id": pids, "age": rng.normal(60, 10, n).round(), "sex": rng.choice(["F", "M"], n),
         "marker": pd.array(np.where(rng.uniform(size=n) < 0.3, pd.NA, marker), dtype="Int8"),
         "time": time, "event": pd.array(event, dtype="Int8"),
         "death30": pd.array(event, dtype="Int8"), "true_severity": severity.round(3)})
-    clinical.to_parquet(cohort / "clinical.parquet", index=False)
     def spec(t, r, **kw):
         return {"type": t, "role": r, "unit": kw.get("unit"), "min": kw.get("min"),
                                    "max": kw.get("max"), "categories": kw.get("categories"), "description": ""}
@@ -73,7 +73,7 @@ def write_toy_cohort(root, *, n: int = 80, seed: int = 0):
               "sex": spec("categorical", "feature", categories=["F", "M"]), "marker": spec("binary", "feature"),
               "time": spec("continuous", "outcome", unit="days", min=0), "event": spec("binary", "outcome"),
               "death30": spec("binary", "outcome"), "true_severity": spec("continuous", "truth")}
-    (cohort / "clinical_schema.json").write_text(json.dumps({"columns": schema}))
+    write_cohort_folder(cohort, manifest.drop(columns="_sev"), clinical=clinical, schema={"columns": schema})
     store = root / "store.zarr"
     group = zarr.open_group(str(store), mode="w")
     group.attrs["manifest_sha256"] = "toy"
