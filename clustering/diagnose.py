@@ -1,9 +1,9 @@
 """Site diagnostics and the validity panel of one clustering run: compute, write, describe.
 
 :func:`diagnose` computes; :func:`write_diagnosis` writes ``site_diagnostics.json`` and ``validity.json``;
-:func:`site_section` is the report section. Reads, when they exist, the fusion survival head's ``metrics.json`` (next to the
-latents: ``FUSION_DIR/survival/metrics.json``) and the benchmark's ``selection.json`` and
-``comparisons.csv`` (``BENCH_DIR``, passed by the pipeline or ``--benchmark``).
+:func:`site_section` is the report section. Reads, when they exist, the fusion survival head's
+``metrics.json`` (next to the latents: ``FUSION_DIR/survival/metrics.json``) and the benchmark's
+``selection.json`` and ``comparisons.csv`` (``BENCH_DIR``, passed by the pipeline or ``--benchmark``).
 """
 from __future__ import annotations
 

@@ -90,12 +90,12 @@ def report_sections(res: ClusteringResult, figs: Figures, plan: ExportPlan, *, s
                     images: bool, atlas: bool) -> list[Section]:
     """The report's sections; ``source``: the input as the report names it; ``images``: show the montage;
     ``atlas``: an Atlas folder sits next to the report."""
-    return [_summary_section(res, source=source), _plain_language_section(res.characterization.descriptions, atlas=atlas),
+    char = res.characterization
+    return [_summary_section(res, source=source), _plain_language_section(char.descriptions, atlas=atlas),
             site_section(res.diagnosis, figure=figs.sites), _choice_section(res, figs),
-            Section("UMAP", text=[res.umap.how], figures=figs.umap), _table1_section(res.characterization.table1),
-            _enrichment_section(res.characterization.enrichment), _survival_section(res.characterization.survival,
-                                                                                    figs.kaplan_meier),
-            _images_section(res.characterization.image_errors, figs.montage if images else None),
+            Section("UMAP", text=[res.umap.how], figures=figs.umap), _table1_section(char.table1),
+            _enrichment_section(char.enrichment), _survival_section(char.survival, figs.kaplan_meier),
+            _images_section(char.image_errors, figs.montage if images else None),
             *[Section(f"Study: {name.replace('_', ' ')}", tables=[(name, df, STUDY_LEGENDS.get(name, ""))])
               for name, df in res.studies.items()],
             _privacy_section(plan, images=images)]
