@@ -23,8 +23,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .config import ClusteringConfig
-
 
 def knn_distances(indices: np.ndarray, distances: np.ndarray) -> sp.csr_matrix:
     """``(n, n)`` CSR of the kNN distances (row i holds its k neighbours), as scanpy's ``obsp['distances']``."""
@@ -33,18 +31,13 @@ def knn_distances(indices: np.ndarray, distances: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix((distances.ravel().astype(np.float32), (rows, indices.ravel())), shape=(n, n))
 
 
-def scanpy_uns(cfg: ClusteringConfig, *, knn_method: str, space: str, resolution: float, reason: str) -> dict[str, Any]:
-    """The parameter records scanpy keeps in ``uns`` for ``neighbors``, ``leiden`` and ``umap``."""
+def scanpy_uns(params: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``uns`` as scanpy writes it for ``neighbors``, ``leiden`` and ``umap``, from the run's per-step ``params``
+    (:attr:`clustering.result.ClusteringResult.params`)."""
     return {"neighbors": {"connectivities_key": "connectivities", "distances_key": "distances",
-                          "params": {"n_neighbors": cfg.knn.k, "method": "umap", "metric": "cosine",
-                                     "random_state": cfg.seed, "use_rep": "X_latent", "knn_method": knn_method,
-                                     "space": space}},
-            "leiden": {"params": {"resolution": float(resolution), "random_state": cfg.seed,
-                                  "n_iterations": cfg.leiden.n_iterations, "key_added": "subtype",
-                                  "n_seeds": cfg.leiden.n_seeds, "backend": cfg.leiden.backend,
-                                  "resolution_choice": reason}},
-            "umap": {"params": {"min_dist": cfg.umap.min_dist, "spread": cfg.umap.spread, "init": cfg.umap.init,
-                                "backend": cfg.umap.backend, "random_state": cfg.seed}}}
+                          "params": params["neighbors"]},
+            "leiden": {"params": params["leiden"]},
+            "umap": {"params": params["umap"]}}
 
 
 def write_h5ad(path: Path, obs: pd.DataFrame, *, latent: np.ndarray, umap: np.ndarray | None,

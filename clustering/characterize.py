@@ -173,14 +173,20 @@ def label_enrichment(df: pd.DataFrame, label_cols: list[str], *, subtype: str = 
     return out
 
 
+def _survival_frame(df: pd.DataFrame, *, time: str, event: str, subtype: str) -> pd.DataFrame:
+    """The complete ``time``/``event``/``subtype`` rows, time as float and event as int."""
+    d = df[[time, event, subtype]].dropna()
+    return d.assign(**{time: d[time].astype(float), event: d[event].astype(float).astype(int)})
+
+
 def survival(df: pd.DataFrame, *, time: str, event: str, subtype: str = "subtype",
              figure: Path | None = None, max_ratio: float = 1000.0) -> dict[str, object]:
-    """Kaplan-Meier per subtype (PNG), multivariate log-rank p and Cox HRs vs the largest subtype (one row per patient)."""
+    """Multivariate log-rank p and Cox HRs vs the largest subtype (one row per patient); with ``figure``, the
+    Kaplan-Meier PNG of :func:`plot_survival` too."""
     from lifelines import CoxPHFitter
     from lifelines.statistics import multivariate_logrank_test
 
-    d = df[[time, event, subtype]].dropna()
-    d = d.assign(**{time: d[time].astype(float), event: d[event].astype(float).astype(int)})
+    d = _survival_frame(df, time=time, event=event, subtype=subtype)
     groups = _groups(d[subtype])
     result: dict[str, object] = {"n": int(len(d)), "events": int(d[event].sum()), "excluded_missing": int(len(df) - len(d)),
                                  "groups": [{"subtype": str(g), "n": int((d[subtype] == g).sum()),
@@ -191,13 +197,8 @@ def survival(df: pd.DataFrame, *, time: str, event: str, subtype: str = "subtype
     lr = multivariate_logrank_test(d[time], d[subtype], d[event])
     result.update({"logrank_chi2": float(lr.test_statistic), "logrank_df": int(len(groups) - 1), "logrank_p": float(lr.p_value)})
     if figure is not None:
-        fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=110)
-        plot_km(ax, [(f"{g} (n={len(part)}, events={int(part[event].sum())})", part[time], part[event])
-                     for g in groups for part in [d[d[subtype] == g]]])
-        ax.set_xlabel(f"{time} (days)")
-        ax.set_ylabel("survival probability")
-        ax.set_title(f"Kaplan-Meier by subtype (log-rank p = {lr.p_value:.2g})", fontsize=10)
-        result["figure"] = str(save_figure(fig, figure))
+        result["figure"] = str(plot_survival(d, time=time, event=event, logrank_p=lr.p_value, path=figure,
+                                             subtype=subtype))
     ref = d[subtype].value_counts().sort_index(key=lambda s: s.map(lambda g: (len(g), g))).idxmax()
     dummies = pd.get_dummies(d[subtype], dtype=float).drop(columns=[ref])
     cox_df = pd.concat([d[[time, event]], dummies], axis=1)
@@ -220,6 +221,19 @@ def survival(df: pd.DataFrame, *, time: str, event: str, subtype: str = "subtype
     return result
 
 
+def plot_survival(df: pd.DataFrame, *, time: str, event: str, logrank_p: float, path: Path,
+                  subtype: str = "subtype") -> Path:
+    """Kaplan-Meier curves per subtype (one row per patient; ``logrank_p`` from :func:`survival`) -> PNG."""
+    d = _survival_frame(df, time=time, event=event, subtype=subtype)
+    fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=110)
+    plot_km(ax, [(f"{g} (n={len(part)}, events={int(part[event].sum())})", part[time], part[event])
+                 for g in _groups(d[subtype]) for part in [d[d[subtype] == g]]])
+    ax.set_xlabel(f"{time} (days)")
+    ax.set_ylabel("survival probability")
+    ax.set_title(f"Kaplan-Meier by subtype (log-rank p = {logrank_p:.2g})", fontsize=10)
+    return save_figure(fig, path)
+
+
 def hr_estimable(hr: float, low: float, high: float, *, max_ratio: float) -> bool:
     """False when a hazard ratio or its CI bound is not finite or beyond ``[1/max_ratio, max_ratio]``."""
     values = np.array([hr, low, high], float)
@@ -235,18 +249,20 @@ def cox_table(cox: list[dict[str, object]]) -> pd.DataFrame:
                           "p": f"{r['p']:.3g}" if r.get("estimable", True) else ""} for r in cox])
 
 
-def montage(paths: pd.Series, subtype: pd.Series, *, per_subtype: int, tile: int, seed: int,
-            figure: Path, title: str = "Sample images per subtype") -> tuple[Path | None, list[dict[str, str]]]:
-    """Grid of ``per_subtype`` random images per subtype (rows) -> PNG, plus the images that failed to load."""
+Tiles = list[tuple[str, list[np.ndarray]]]   # per subtype: its name and its sample images (tile x tile uint8)
+
+
+def montage_tiles(paths: pd.Series, subtype: pd.Series, *, per_subtype: int, tile: int, seed: int
+                  ) -> tuple[Tiles, list[dict[str, str]]]:
+    """A seeded sample of up to ``per_subtype`` images per subtype as square tiles, plus the images that failed to load."""
     from PIL import Image
 
     from cohorts.images import ImageError, load_image
 
     rng = np.random.default_rng(seed)
-    groups = _groups(subtype)
     errors: list[dict[str, str]] = []
     rows = []
-    for g in groups:
+    for g in _groups(subtype):
         cand = paths[(subtype == g) & paths.notna()]
         order = rng.permutation(len(cand))
         tiles = []
@@ -267,8 +283,13 @@ def montage(paths: pd.Series, subtype: pd.Series, *, per_subtype: int, tile: int
             canvas[y0:y0 + a.shape[0], x0:x0 + a.shape[1]] = a
             tiles.append(canvas)
         rows.append((g, tiles))
+    return rows, errors
+
+
+def plot_montage(rows: Tiles, *, per_subtype: int, figure: Path, title: str = "Sample images per subtype") -> Path | None:
+    """Grid of the tiles of :func:`montage_tiles` (one row per subtype) -> PNG; None when no image loaded."""
     if not any(t for _, t in rows):
-        return None, errors
+        return None
     fig, axes = plt.subplots(len(rows), per_subtype, figsize=(1.3 * per_subtype, 1.45 * len(rows)), dpi=110,
                              squeeze=False)
     for r, (g, tiles) in enumerate(rows):
@@ -280,4 +301,11 @@ def montage(paths: pd.Series, subtype: pd.Series, *, per_subtype: int, tile: int
             if c == 0:
                 ax.set_title(f"{g}", fontsize=8, loc="left")
     fig.suptitle(title, fontsize=10)
-    return save_figure(fig, figure), errors
+    return save_figure(fig, figure)
+
+
+def montage(paths: pd.Series, subtype: pd.Series, *, per_subtype: int, tile: int, seed: int,
+            figure: Path, title: str = "Sample images per subtype") -> tuple[Path | None, list[dict[str, str]]]:
+    """Grid of ``per_subtype`` random images per subtype (rows) -> PNG, plus the images that failed to load."""
+    rows, errors = montage_tiles(paths, subtype, per_subtype=per_subtype, tile=tile, seed=seed)
+    return plot_montage(rows, per_subtype=per_subtype, figure=figure, title=title), errors

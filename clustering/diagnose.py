@@ -1,9 +1,9 @@
 """Site diagnostics and the validity panel of one clustering run: compute, write, describe.
 
-Writes ``site_diagnostics.json``, ``validity.json`` and ``figures/site_composition.png``; returns the
-report sections. Reads, when they exist, the fusion survival head's ``metrics.json`` (next to the
-latents: ``FUSION_DIR/survival/metrics.json``) and the benchmark's ``selection.json`` and
-``comparisons.csv`` (``BENCH_DIR``, passed by the pipeline or ``--benchmark``).
+:func:`diagnose` computes; :func:`write_diagnosis` writes ``site_diagnostics.json`` and ``validity.json``;
+:func:`site_section` is the report section. Reads, when they exist, the fusion survival head's
+``metrics.json`` (next to the latents: ``FUSION_DIR/survival/metrics.json``) and the benchmark's
+``selection.json`` and ``comparisons.csv`` (``BENCH_DIR``, passed by the pipeline or ``--benchmark``).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from . import validity as v
 from .choice import Choice
 from .config import ClusteringConfig
 from .report import Section
-from .sites import composition_figure, site_columns, site_diagnostics, top_levels
+from .sites import site_columns, site_diagnostics, top_levels
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,6 @@ class Diagnosis:
 
     sites: dict[str, Any]
     checks: list[dict[str, Any]]
-    figure: Path | None
 
     def site_ami(self) -> dict[str, float]:
         """AMI(subtype, column) per site column with at least two levels (``metrics.json`` ``site_ami``)."""
@@ -41,7 +40,7 @@ class Diagnosis:
 
 
 def diagnose(x: np.ndarray, units: pd.DataFrame, manifest: pd.DataFrame, *, indices: np.ndarray, choice: Choice,
-             survival: dict[str, Any], n_excluded: int, model_inputs: set[str], cfg: ClusteringConfig, out: Path,
+             survival: dict[str, Any], n_excluded: int, model_inputs: set[str], cfg: ClusteringConfig,
              latents: Path | None, benchmark: Path | None) -> Diagnosis:
     """Site diagnostics + validity checks for ``units`` (n rows, aligned with ``x`` ``(n, d)`` and ``indices``)."""
     method = choice.chosen
@@ -49,8 +48,6 @@ def diagnose(x: np.ndarray, units: pd.DataFrame, manifest: pd.DataFrame, *, indi
     diag = site_diagnostics(x, method.labels, sites, indices=indices, groups=units.patient_id.to_numpy(),
                             model_inputs=model_inputs, cluster=method.recluster if method.stable else None,
                             cfg=cfg.sites, seed=cfg.seed)
-    (out / "site_diagnostics.json").write_text(json.dumps(diag, indent=2, default=str))
-    figure = composition_figure(diag, path=out / "figures" / "site_composition.png") if method.stable else None
 
     checks = [v.stability_check(method.stability.summary() if method.stability else None, stable=method.stable,
                                 reason=method.reason, cfg=cfg.validity)]
@@ -70,17 +67,23 @@ def diagnose(x: np.ndarray, units: pd.DataFrame, manifest: pd.DataFrame, *, indi
                                         cfg.validity))
     n_patients = units.patient_id.nunique() + n_excluded
     checks.append(v.excluded_check(n_excluded, n_patients, cfg.validity))
-    v.write_validity(checks, out / "validity.json")
     log.info("validity: %s", {c["check"]: c["status"] for c in checks})
-    return Diagnosis(diag, checks, figure)
+    return Diagnosis(diag, checks)
+
+
+def write_diagnosis(diag: Diagnosis, out: Path) -> tuple[Path, Path]:
+    """Write ``out/site_diagnostics.json`` and ``out/validity.json``."""
+    path = out / "site_diagnostics.json"
+    path.write_text(json.dumps(diag.sites, indent=2, default=str))
+    return path, v.write_validity(diag.checks, out / "validity.json")
 
 
 def _fmt(value: Any) -> str:
     return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def site_section(diag: Diagnosis) -> Section:
-    """Report section: one summary row per site column, replication tables, the composition figure."""
+def site_section(diag: Diagnosis, *, figure: Path | None) -> Section:
+    """Report section: one summary row per site column, replication tables, the composition ``figure``."""
     rows, tables = [], []
     for col, d in diag.sites.items():
         if "ami" not in d:
@@ -108,4 +111,4 @@ def site_section(diag: Diagnosis) -> Section:
             "level with enough patients clustered alone, its clusters matched to the pooled subtypes (agreement = "
             "share of its patients in the matched subtype)."]
     return Section("Site diagnostics", text=text, tables=[("Per site column", pd.DataFrame(rows))] + tables,
-                   figures=[(diag.figure, "Subtype composition by site column")] if diag.figure else [])
+                   figures=[(figure, "Subtype composition by site column")] if figure else [])

@@ -23,7 +23,7 @@ from .config import ClusteringConfig, ExportConfig
 from .privacy import ExportError, Pseudonymizer, guard_frame, identifying_reason, screen_columns, write_id_map
 
 __all__ = ["BASE_COLUMNS", "ExportError", "ExportPlan", "check_columns", "data_dictionary", "identifying_reason",
-           "plan_export", "pseudonymizer_for", "write_export"]
+           "id_policy", "plan_export", "pseudonymizer_for", "write_export"]
 
 BASE_COLUMNS = {
     "patient_id": ("str", "pseudonymous patient key: keyed hash (HMAC-SHA256) of the cohort's patient id; the key "
@@ -53,10 +53,15 @@ class ExportPlan:
 
     def id_policy(self) -> str:
         """One sentence for the report and provenance: how ids were exported."""
-        if self.ids is not None and self.ids.raw:
-            return "RAW patient ids exported on purpose (export.raw_ids: true)"
-        return ("pseudonymous patient ids (keyed hash; the key and the pseudonym -> id table stay with the data "
-                "owner, outside the export)")
+        return id_policy(raw=self.ids is not None and self.ids.raw)
+
+
+def id_policy(*, raw: bool) -> str:
+    """How ids are exported, in one sentence: ``raw`` (``export.raw_ids``) or pseudonymous."""
+    if raw:
+        return "RAW patient ids exported on purpose (export.raw_ids: true)"
+    return ("pseudonymous patient ids (keyed hash; the key and the pseudonym -> id table stay with the data "
+            "owner, outside the export)")
 
 
 def check_columns(table: pd.DataFrame, cfg: ClusteringConfig, schema: dict[str, dict], *, source: str) -> list[str]:

@@ -74,6 +74,26 @@ def test_validity_panel_heads_the_report_and_metrics_name_the_figures(run_out) -
     assert m["methods"]["gmm"]["n_components_bic"] == 2 and 0.5 < m["methods"]["agreement_ari"] < 0.9
 
 
+def test_compute_clustering_returns_what_the_stage_writes(run_out, small_cohort, tmp_path, monkeypatch) -> None:
+    """The Python API writes nothing; its result's metrics() is metrics.json less environment and timing."""
+    from clustering.compute import compute_clustering
+
+    out, _ = run_out
+    cohort, latents = small_cohort
+    monkeypatch.chdir(tmp_path)
+    res = compute_clustering(ClusteringConfig(**CFG), cohort=cohort, latents=latents)
+    assert list(tmp_path.iterdir()) == []
+    written = json.loads((out / "metrics.json").read_text())
+    computed = res.metrics(root=out.resolve().parent, km_figure="figures/kaplan_meier.png")
+    assert json.loads(json.dumps(computed, default=str)) == {k: v for k, v in written.items()
+                                                              if k not in ("environment", "seconds")} | {
+        "knn": {**written["knn"], "seconds": computed["knn"]["seconds"]},
+        "leiden": {**written["leiden"], "seconds": computed["leiden"]["seconds"]}}
+    assert res.units.subtype.tolist() == pd.read_csv(out / "subtypes.csv").subtype.tolist()
+    assert res.params["neighbors"]["n_neighbors"] == res.knn.indices.shape[1]
+    assert res.params["leiden"]["resolution"] == written["leiden"]["resolution"]
+
+
 def test_planted_identifying_column_stops_the_run_early(small_cohort, tmp_path) -> None:
     cohort, latents = small_cohort
     cfg = ClusteringConfig(export={"columns": ["age", "patient_name"]})
