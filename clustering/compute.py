@@ -22,13 +22,14 @@ import scipy.sparse as sp
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
 from benchmarks.config import Pooling
+from cohorts.folder import CohortFolder
 
 from . import characterize as ch
 from .choice import Choice, MethodResult, choose
 from .config import ClusteringConfig
 from .diagnose import diagnose
 from .export import summary_columns
-from .inputs import Cohort, Points, load_cohort, load_points
+from .inputs import Points, load_cohort, load_points
 from .knn import KnnGraph, build_knn
 from .leiden import connectivities
 from .narrative import describe_subtypes
@@ -45,7 +46,7 @@ def columns_by_role(schema: dict[str, dict], *roles: str) -> list[str]:
 
 
 def load_inputs(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None = None, store: Path | None = None,
-                model: str | None = None, pooling: Pooling = "mean") -> tuple[Cohort, Points]:
+                model: str | None = None, pooling: Pooling = "mean") -> tuple[CohortFolder, Points]:
     """The cohort tables and the points to cluster (fusion ``latents`` or a ``store`` model's embeddings, tokens
     pooled as ``pooling`` says: the benchmark's ``selection.json`` choice)."""
     coh = load_cohort(Path(cohort))
@@ -68,7 +69,7 @@ def compute_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | N
     return cluster(cfg, coh, pts, shown=shown, withheld=withheld, latents=latents, benchmark=benchmark)
 
 
-def cluster(cfg: ClusteringConfig, coh: Cohort, pts: Points, *, shown: list[str], withheld: dict[str, str],
+def cluster(cfg: ClusteringConfig, coh: CohortFolder, pts: Points, *, shown: list[str], withheld: dict[str, str],
             latents: Path | None = None, benchmark: Path | None = None) -> ClusteringResult:
     """Every step on ``pts`` (n units): ``shown`` columns may appear in derived tables (``withheld``: the others and
     why); ``latents`` locates the fusion survival head's metrics for the validity panel."""

@@ -25,7 +25,7 @@ from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from core.parallel import idle_cores, worker_context
+from core.parallel import idle_cores
 
 from .config import GmmConfig
 from .leiden import canonical
@@ -86,7 +86,9 @@ def refit_many(x: np.ndarray, subsets: list[np.ndarray], seeds: list[int], *, n_
     if workers <= 1:
         _install(x)
         return [_refit(j) for j in tqdm(jobs, desc="mixture stability", leave=False)]
-    ctx = mp.get_context(worker_context() or "fork")
+    # never fork: scikit-learn's k-means initialisation runs OpenMP, whose thread pool deadlocks in a forked child
+    # once the parent has used it (measured: both workers hung in GOMP_parallel)
+    ctx = mp.get_context("forkserver")
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_install, initargs=(x,)) as ex:
         return list(tqdm(ex.map(_refit, jobs), total=len(jobs), desc="mixture stability", leave=False))
 

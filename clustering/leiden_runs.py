@@ -3,7 +3,8 @@
 The stage runs Leiden about 90 times at the defaults (7 resolutions x 5 seeds on the full graph, 7 x 5 on
 subsample graphs, 20 stability resamples); igraph holds the GIL, so threads do not help. A
 :class:`LeidenRunner` hands the runs to a process pool whose workers inherit the full graph and the
-:class:`~clustering.subgraphs.NeighbourPool` (fork; a forkserver start pickles them once per worker when JAX
+:class:`~clustering.subgraphs.NeighbourPool` (fork: the workers run only igraph, numpy and scipy, nothing
+that uses OpenMP, which deadlocks in a forked child; a forkserver start pickles them once per worker when JAX
 is loaded in this process). A run on a subset builds the subset's kNN graph from the pool in the worker
 (cached per worker for the sweep's shared subsamples) and merges clusters below ``min_cluster_size`` there.
 

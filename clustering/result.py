@@ -28,7 +28,7 @@ from .diagnose import Diagnosis
 from .export import id_policy
 from .inputs import Points
 from .knn import KnnGraph
-from .leiden import LeidenResult
+from .sweep import LeidenResult
 
 
 @dataclass
