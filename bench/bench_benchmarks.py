@@ -16,7 +16,7 @@
    seconds per fold, AUROC per fold, and the load average before/after each fit.
 
     nice -n 5 .venv/bin/python bench/bench_benchmarks.py [--workdir /tmp/bench_benchmarks] [--skip-logistic]
-        [--skip-lightgbm] [--lgb-folds 5] [--keep]
+        [--skip-lightgbm] [--lgb-folds 5] [--keep] [--workers 0 1 2]
 """
 from __future__ import annotations
 
@@ -189,6 +189,9 @@ def main() -> None:
     ap.add_argument("--skip-lightgbm", action="store_true")
     ap.add_argument("--lgb-folds", type=int, default=5, help="folds of the 5 measured in the LightGBM comparison")
     ap.add_argument("--keep", action="store_true", help="reuse an existing synthetic store in --workdir")
+    ap.add_argument("--workers", type=int, nargs="+", default=[0], help=(
+        "logistic whole run once per value: 0 = in this process, N = a Dask LocalCluster of N workers "
+        "(benchmarks.grid); the outputs of every run are checked equal to the first"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     root = args.workdir
@@ -201,12 +204,21 @@ def main() -> None:
             print(f"synthetic inputs written in {time.perf_counter() - t:.1f} s (not part of the timings)")
         cohort, store = root / "cohort", root / "embeddings.zarr"
         cfg = BenchmarksConfig(probes=["logistic"])
-        t = time.perf_counter()
-        paths = run_benchmarks(cfg, cohort=cohort, store=store, out=root / "out_logistic")
-        t_log = time.perf_counter() - t
-        res = pd.read_csv(paths["results"]).query("metric == 'auroc' and ci_method == 'patient_bootstrap'")
-        print(f"logistic probe, whole run: {t_log:.1f} s (target <= 120 s); "
-              f"timings {pd.read_json(paths['run'], typ='series')['timings']}")
+        first = None
+        for workers in args.workers:
+            t = time.perf_counter()
+            paths = run_benchmarks(cfg, cohort=cohort, store=store, out=root / f"out_logistic_w{workers}",
+                                   workers=workers)
+            t_run = time.perf_counter() - t
+            results = pd.read_csv(paths["results"])
+            same = "" if first is None else (
+                "; results.csv equal to the first run" if results.equals(first) else "; results.csv DIFFERS")
+            first = results if first is None else first
+            print(f"logistic probe, whole run, workers={workers or 'in process'}: {t_run:.1f} s (target <= 120 s)"
+                  f"{same}; load {os.getloadavg()[0]:.2f}")
+        t_log = t_run
+        res = results.query("metric == 'auroc' and ci_method == 'patient_bootstrap'")
+        print(f"  timings of the last run {pd.read_json(paths['run'], typ='series')['timings']}")
         print(f"  mean AUROC per model: {res.groupby('model')['mean'].mean().round(3).to_dict()}")
         t_ref_task = reference_one_task(cohort, store, dataset="mimic", label="Edema", n_boot=cfg.bootstrap.n_boot)
         t_ref = t_ref_task * len(DATASETS) * len(LABELS)
