@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +42,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _children import base_parser, run_child  # noqa: E402
 
 
 def make_data(path: Path, *, n: int, d: int = 1024, n_clusters: int = 12, seed: int = 0) -> None:
@@ -196,15 +198,7 @@ def _child(which: str, args: argparse.Namespace, data: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     if args.cold and which == "ours":
         env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba_cold_")
-    load = os.getloadavg()
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{which} failed:\n{proc.stderr[-3000:]}")
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    res["process_s"] = time.perf_counter() - t
-    res["load_before"], res["load_after"] = load, os.getloadavg()
-    return res
+    return run_child(which, cmd, env)
 
 
 def _table(ours: dict, sc: dict | None) -> str:
@@ -238,10 +232,7 @@ def _table(ours: dict, sc: dict | None) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=100_000)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/bench_clustering"))
-    ap.add_argument("--no-scanpy", dest="scanpy", action="store_false")
+    ap = base_parser(__doc__)
     ap.add_argument("--no-umap", dest="umap", action="store_false")
     ap.add_argument("--umap-max", type=int, default=200_000, help="UMAP of a stratified subsample above this")
     ap.add_argument("--exact-max-n", type=int, help="override KnnConfig.exact_max_n (exact search up to here)")

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _children import base_parser, run_child  # noqa: E402
 from bench_clustering import make_data  # noqa: E402
 
 NESTED = "  of which "          # a step timed inside another one (not added to the total again)
@@ -220,15 +220,7 @@ def _child(which: str, args: argparse.Namespace, cohort: Path, latents: Path, re
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     if args.threads:
         env.update({v: str(args.threads) for v in THREAD_VARS})
-    load = os.getloadavg()
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{which} failed:\n{proc.stderr[-3000:]}")
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    res["process_s"] = time.perf_counter() - t
-    res["load_before"], res["load_after"] = load, os.getloadavg()
-    return res
+    return run_child(which, cmd, env)
 
 
 def _table(ours: dict, sc: dict | None) -> str:
@@ -248,10 +240,7 @@ def _table(ours: dict, sc: dict | None) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=100_000)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/bench_clustering"))
-    ap.add_argument("--no-scanpy", dest="scanpy", action="store_false")
+    ap = base_parser(__doc__)
     ap.add_argument("--reuse-ours", action="store_true", help="take ours from the last run's stage_ours_N.json")
     ap.add_argument("--threads", type=int, help="BLAS/OpenMP/numba threads of both processes (default: all cores)")
     ap.add_argument("--child", choices=["scanpy", "ours"])

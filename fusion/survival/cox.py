@@ -44,14 +44,8 @@ def _prepare(risk: jax.Array, time: jax.Array, event: jax.Array, mask: jax.Array
 
 
 @partial(jax.jit, static_argnames=("ties",))
-def cox_partial_loglik(
-    risk: jax.Array,
-    time: jax.Array,
-    event: jax.Array,
-    *,
-    mask: jax.Array | None = None,
-    ties: Ties = "efron",
-) -> jax.Array:
+def cox_partial_loglik(risk: jax.Array, time: jax.Array, event: jax.Array, *, mask: jax.Array | None = None,
+                       ties: Ties = "efron") -> jax.Array:
     """Cox partial log-likelihood (a sum over events; 0 when there is no event).
 
     Args:
@@ -91,17 +85,13 @@ def cox_partial_loglik(
 
 
 @partial(jax.jit, static_argnames=("ties",))
-def cox_loss(
-    risk: jax.Array,
-    time: jax.Array,
-    event: jax.Array,
-    *,
-    mask: jax.Array | None = None,
-    ties: Ties = "efron",
-) -> jax.Array:
-    """Negative Cox partial log-likelihood divided by the number of events (0 for an all-censored batch)."""
-    valid = jnp.ones(jnp.shape(jnp.ravel(risk)), bool) if mask is None else jnp.ravel(mask).astype(bool)
-    n_events = jnp.sum(jnp.ravel(event).astype(bool) & valid)
+def cox_loss(risk: jax.Array, time: jax.Array, event: jax.Array, *, mask: jax.Array | None = None,
+             ties: Ties = "efron") -> jax.Array:
+    """Negative Cox partial log-likelihood divided by the number of events (0 for an all-censored batch).
+
+    Same arguments as :func:`cox_partial_loglik`.
+    """
+    n_events = jnp.sum(_prepare(risk, time, event, mask)[2])   # events in unmasked rows
     ll = cox_partial_loglik(risk, time, event, mask=mask, ties=ties)
     return -ll / jnp.maximum(n_events, 1).astype(ll.dtype)
 

@@ -186,15 +186,8 @@ def time_grid(time: np.ndarray, event: np.ndarray, *, n: int = 50, quantiles: tu
     return np.linspace(lo, hi, n) if hi > lo else np.array([lo])
 
 
-def brier_scores(
-    time: np.ndarray,
-    event: np.ndarray,
-    surv: np.ndarray,
-    grid: np.ndarray,
-    *,
-    train_time: np.ndarray | None = None,
-    train_event: np.ndarray | None = None,
-) -> np.ndarray:
+def brier_scores(time: np.ndarray, event: np.ndarray, surv: np.ndarray, grid: np.ndarray, *,
+                 train_time: np.ndarray | None = None, train_event: np.ndarray | None = None) -> np.ndarray:
     """IPCW Brier score (Graf et al. 1999) at each ``grid`` time for predicted survival ``surv`` ``(n, len(grid))``.
 
     ``BS(t) = mean_i [ d_i [T_i <= t] S_i(t)^2 / G(T_i) + [T_i > t] (1 - S_i(t))^2 / G(t) ]``.
@@ -208,16 +201,12 @@ def brier_scores(
     return score.mean(axis=0)
 
 
-def integrated_brier(
-    time: np.ndarray,
-    event: np.ndarray,
-    surv: np.ndarray,
-    grid: np.ndarray,
-    *,
-    train_time: np.ndarray | None = None,
-    train_event: np.ndarray | None = None,
-) -> float:
-    """Integrated Brier score over ``grid`` (trapezoid rule divided by the grid's span); lower is better."""
+def integrated_brier(time: np.ndarray, event: np.ndarray, surv: np.ndarray, grid: np.ndarray, *,
+                     train_time: np.ndarray | None = None, train_event: np.ndarray | None = None) -> float:
+    """Integrated Brier score over ``grid`` (trapezoid rule divided by the grid's span); lower is better.
+
+    Same arguments as :func:`brier_scores`.
+    """
     bs = brier_scores(time, event, surv, grid, train_time=train_time, train_event=train_event)
     if len(grid) < 2:
         return float(bs[0])

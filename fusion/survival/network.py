@@ -116,7 +116,7 @@ class SurvivalHead(nn.Module):
         x = jnp.where(mask[..., None], x, 0.0)
         m = mask[..., None].astype(x.dtype)
         if self.mixer == "ssm":
-            h = MambaEncoder(self.d_model, self.n_layers, self.d_state, self.expand, self.d_conv, self.scan,
+            h = MambaEncoder(self.d_model, self.d_state, self.expand, self.d_conv, self.scan, n_layers=self.n_layers,
                              name="encoder")(x, mask)
         elif self.mixer == "gru":
             perm = pack_valid_first(mask)                       # valid tokens first, in order

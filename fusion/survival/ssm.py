@@ -98,21 +98,27 @@ def _dt_bias_init(dt_min: float, dt_max: float):
     return init
 
 
-class SelectiveSSM(nn.Module):
+class _MambaDims(nn.Module):
+    """The mixer's sizes, shared by :class:`SelectiveSSM`, :class:`MambaBlock` and :class:`MambaEncoder`
+    (the encoder hands them down to its blocks, the blocks to their mixers)."""
+
+    d_model: int
+    d_state: int = 16
+    expand: int = 2
+    d_conv: int = 4
+    scan: ScanMode = "parallel"
+
+
+class SelectiveSSM(_MambaDims):
     """Mamba mixer: in-projection, causal depthwise conv, selective scan, SiLU gate, out-projection.
 
     Input ``(batch, L, d_model)`` and mask ``(batch, L)``; output ``(batch, L, d_model)``, zero at
     padded positions.
     """
 
-    d_model: int
-    d_state: int = 16
-    expand: int = 2
-    d_conv: int = 4
     dt_rank: int | None = None
     dt_min: float = 1e-3
     dt_max: float = 1e-1
-    scan: ScanMode = "parallel"
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
@@ -142,14 +148,8 @@ class SelectiveSSM(nn.Module):
         return _scatter_rows(out, perm)
 
 
-class MambaBlock(nn.Module):
+class MambaBlock(_MambaDims):
     """Pre-norm residual block ``x + SelectiveSSM(RMSNorm(x))``; padded positions keep ``x`` unchanged."""
-
-    d_model: int
-    d_state: int = 16
-    expand: int = 2
-    d_conv: int = 4
-    scan: ScanMode = "parallel"
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
@@ -157,15 +157,13 @@ class MambaBlock(nn.Module):
         return x + SelectiveSSM(self.d_model, self.d_state, self.expand, self.d_conv, scan=self.scan, name="mixer")(h, mask)
 
 
-class MambaEncoder(nn.Module):
-    """A stack of :class:`MambaBlock` with a final RMSNorm: ``(batch, L, d_model)`` -> same shape."""
+class MambaEncoder(_MambaDims):
+    """A stack of :class:`MambaBlock` with a final RMSNorm: ``(batch, L, d_model)`` -> same shape.
 
-    d_model: int
+    Fields: ``d_model, d_state, expand, d_conv, scan`` (see :class:`_MambaDims`), then ``n_layers``.
+    """
+
     n_layers: int = 2
-    d_state: int = 16
-    expand: int = 2
-    d_conv: int = 4
-    scan: ScanMode = "parallel"
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
