@@ -53,6 +53,7 @@ from .compare_metrics import (
     partition_agreement,
     probe_auroc,
     probe_targets,
+    variance_concentration,
 )
 from .inputs import InputError, load_cohort, load_store
 from .knn import build_knn
@@ -213,6 +214,7 @@ def run_compare(cfg: CompareConfig, *, cohort: Path, store: Path, out: Path) -> 
     norms = {m: gram_norm(xs[m][cka_rows]) for m in models}
     cka = {(a, b): linear_cka(xs[a][cka_rows], xs[b][cka_rows], norm_x=norms[a], norm_y=norms[b])
            for a, b in combinations(models, 2)}
+    concentration = {m: variance_concentration(xs[m][cka_rows]) for m in models}
     cka_seconds = steps["cka"] = time.perf_counter() - t_cka
     t_step = time.perf_counter()
 
@@ -327,7 +329,7 @@ def run_compare(cfg: CompareConfig, *, cohort: Path, store: Path, out: Path) -> 
     metrics = {"models": models, "n_shared": len(rows), "n_partial": len(missing),
                "columns": columns, "knn_chance_jaccard": chance, "cka_rows": int(len(rows) if cfg.cka_max_n is None
                                                                                 else min(cfg.cka_max_n, len(rows))),
-               "cka_seconds": round(cka_seconds, 1), "step_seconds": {k: round(v, 1) for k, v in steps.items()},
+               "cka_seconds": round(cka_seconds, 1), "variance_top5_share": concentration, "step_seconds": {k: round(v, 1) for k, v in steps.items()},
                "pairs": pair_rows, "per_model": {m: v.summary for m, v in views.items()},
                "probes": probes.drop(columns="level_names").to_dict("records"), "image_errors": len(img_errors),
                "seconds": round(time.perf_counter() - t0, 1)}
@@ -343,6 +345,9 @@ def run_compare(cfg: CompareConfig, *, cohort: Path, store: Path, out: Path) -> 
     log.info("comparison of %d models on %d images done in %.1f s: %s", len(models), len(rows),
              time.perf_counter() - t0, out)
     return paths
+
+
+CONCENTRATED = 0.9   # top-5 variance share from which the report warns that a few features dominate a model
 
 
 def _sections(models, pairs, probes, group_jac, units, missing, figs, umap_figs, montages, metrics, views, columns,
@@ -361,6 +366,11 @@ def _sections(models, pairs, probes, group_jac, units, missing, figs, umap_figs,
                 f" (a seeded sample of {metrics['cka_rows']})" if metrics["cka_rows"] < n else "")
             + "; neighbours, Leiden, UMAP and probes work in each model's searched space (PCA as configured in knn), "
               "as the clustering stage does."]
+    for m, share in metrics["variance_top5_share"].items():
+        if share >= CONCENTRATED:
+            text.append(f"{m}: 5 of its dimensions carry {share:.0%} of its variance (raw features on very different "
+                        "scales), so its CKA, neighbourhoods, clusters and UMAP mostly reflect those few features; "
+                        "standardise such features before comparing if that is not what you want to compare.")
     if n < 500:
         text.append(f"Only {n} shared images: pairwise numbers carry sampling noise of several hundredths; "
                     "read differences smaller than that as no difference.")

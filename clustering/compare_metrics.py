@@ -113,3 +113,12 @@ def probe_auroc(x: np.ndarray, codes: np.ndarray, groups: np.ndarray, *, folds: 
     else:   # macro one-vs-rest, computed per level (a level missing from a training fold has probability 0 there)
         auc = np.mean([roc_auc_score(y == c, proba[:, c]) for c in range(len(present))])
     return {"auroc": float(auc), "n": len(rows), "levels": len(present)}
+
+
+def variance_concentration(x: np.ndarray, *, top: int = 5) -> float:
+    """Share of the total variance of ``x`` ``(n, p)`` carried by its ``top`` highest-variance columns (1.0 when
+    ``p <= top``): near 1, distances, CKA and neighbourhoods mostly reflect those few columns (raw features on
+    very different scales, e.g. pixel counts beside ratios)."""
+    var = np.asarray(x, np.float64).var(axis=0)
+    total = var.sum()
+    return float(np.sort(var)[::-1][:top].sum() / total) if total > 0 else 1.0

@@ -11,6 +11,7 @@ from clustering.compare_metrics import (
     linear_cka,
     probe_auroc,
     probe_targets,
+    variance_concentration,
 )
 from clustering.config import KnnConfig
 from clustering.knn import build_knn
@@ -78,6 +79,15 @@ def test_probe_is_patient_grouped_and_drops_rare_levels():
     noise = pd.Series(np.where(rng.random(200) < 0.5, "u", "v")[patients])
     codes, _ = probe_targets(noise, patients, min_patients=10)
     assert abs(probe_auroc(x, codes, patients, folds=5, C=1.0, seed=0, max_n=10_000)["auroc"] - 0.5) < 0.1
+
+
+def test_variance_concentration_flags_a_few_dominant_features():
+    rng = np.random.default_rng(0)
+    even = rng.normal(size=(500, 40))
+    assert abs(variance_concentration(even) - 5 / 40) < 0.05
+    scaled = even * np.r_[np.full(3, 100.0), np.ones(37)]        # 3 features on a pixel-count scale
+    assert variance_concentration(scaled) > 0.99
+    assert variance_concentration(even[:, :4]) == 1.0
 
 
 def test_shipped_compare_and_bulk_configs_validate():
