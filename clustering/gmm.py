@@ -66,7 +66,7 @@ def fit_gmm(x: np.ndarray, *, n_components: int, cfg: GmmConfig, seed: int) -> t
 _X: np.ndarray | None = None
 
 
-def _install(x: np.ndarray) -> None:
+def _install(x: np.ndarray | None) -> None:
     global _X
     _X = x
 
@@ -85,7 +85,9 @@ def refit_many(x: np.ndarray, subsets: list[np.ndarray], seeds: list[int], *, n_
     workers = min(len(jobs), workers if workers is not None else idle_cores())
     if workers <= 1:
         _install(x)
-        return [_refit(j) for j in tqdm(jobs, desc="mixture stability", leave=False)]
+        out = [_refit(j) for j in tqdm(jobs, desc="mixture stability", leave=False)]
+        _install(None)
+        return out
     # never fork: scikit-learn's k-means initialisation runs OpenMP, whose thread pool deadlocks in a forked child
     # once the parent has used it (measured: both workers hung in GOMP_parallel)
     ctx = mp.get_context("forkserver")

@@ -52,7 +52,7 @@ class _State:
 _STATE: _State | None = None
 
 
-def _install(state: _State) -> None:
+def _install(state: _State | None) -> None:
     global _STATE
     _STATE = state
     _subset_graph.cache_clear()
@@ -98,6 +98,7 @@ class LeidenRunner:
                 out.append(_execute(r))
                 bar.update()
             bar.close()
+            _install(None)                    # do not keep the graph and pool alive in this process
             return out
         ctx = mp.get_context(worker_context() or "fork")
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_install, initargs=(self.state,)) as ex:

@@ -2,7 +2,13 @@
 how many it may use."""
 from __future__ import annotations
 
+import os
+import resource
 import sys
+import time
+
+_MEASURED: tuple[float, float, int] | None = None    # (when, window, idle cores) of the last measurement
+_REUSE_SECONDS = 1.0
 
 
 def worker_context() -> str | None:
@@ -25,8 +31,6 @@ def _cpu_times() -> tuple[float, float] | None:
 
 def _own_cpu_seconds() -> float:
     """User + system CPU seconds of this process, all threads."""
-    import resource
-
     use = resource.getrusage(resource.RUSAGE_SELF)
     return use.ru_utime + use.ru_stime
 
@@ -36,10 +40,11 @@ def idle_cores(window: float = 0.2) -> int:
     left free over the next ``window`` seconds (CPU time of this process's own threads, e.g. BLAS threads still
     spinning, and of niced processes counts as free), at least 1.
 
-    Where /proc/stat is missing, the 1-minute load average (this process counted as one) stands in."""
-    import os
-    import time
-
+    A measurement is reused for ``_REUSE_SECONDS`` (callers in hot paths, e.g. every kNN search, do not each wait
+    ``window``). Where /proc/stat is missing, the 1-minute load average (this process counted as one) stands in."""
+    global _MEASURED
+    if _MEASURED is not None and time.monotonic() - _MEASURED[0] < _REUSE_SECONDS and _MEASURED[1] >= window:
+        return _MEASURED[2]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     before, own_before = _cpu_times(), _own_cpu_seconds()
     if before is not None:
@@ -50,6 +55,8 @@ def idle_cores(window: float = 0.2) -> int:
         machine = os.cpu_count() or cores
         busy_share = 1.0 - (after[0] - before[0]) / total if total > 0 else 0.0
         others = max(0.0, busy_share * machine - own / max(time.perf_counter() - t0, 1e-6))
-        return max(1, min(cores, cores - int(others + 0.25)))     # a core counts busy from 3/4 of its time
+        free = max(1, min(cores, cores - int(others + 0.25)))     # a core counts busy from 3/4 of its time
+        _MEASURED = (time.monotonic(), window, free)
+        return free
     busy = max(0.0, os.getloadavg()[0] - 1.0) if hasattr(os, "getloadavg") else 0.0
     return max(1, min(cores, int(round(cores - busy))))
