@@ -14,9 +14,7 @@ resample, so they repeat exactly the procedure that made the labels.
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +23,7 @@ from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from core.parallel import idle_cores
+from core.parallel import idle_cores, map_with_state
 
 from .config import GmmConfig
 from .leiden import canonical
@@ -82,17 +80,11 @@ def refit_many(x: np.ndarray, subsets: list[np.ndarray], seeds: list[int], *, n_
     """:func:`fit_gmm` labels of ``x[nodes]`` for each subset (stability refits), on worker processes (the idle
     cores by default; each fit is seeded, so the labels do not depend on how many)."""
     jobs = [(nodes, s, n_components, cfg) for nodes, s in zip(subsets, seeds)]
-    workers = min(len(jobs), workers if workers is not None else idle_cores())
-    if workers <= 1:
-        _install(x)
-        out = [_refit(j) for j in tqdm(jobs, desc="mixture stability", leave=False)]
-        _install(None)
-        return out
     # never fork: scikit-learn's k-means initialisation runs OpenMP, whose thread pool deadlocks in a forked child
     # once the parent has used it (measured: both workers hung in GOMP_parallel)
-    ctx = mp.get_context("forkserver")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_install, initargs=(x,)) as ex:
-        return list(tqdm(ex.map(_refit, jobs), total=len(jobs), desc="mixture stability", leave=False))
+    return map_with_state(_refit, jobs, install=_install, state=x,
+                          workers=workers if workers is not None else idle_cores(), start_method="forkserver",
+                          desc="mixture stability")
 
 
 def choose_gmm(x: np.ndarray, cfg: GmmConfig, *, seed: int, progress: bool = True) -> GmmResult:

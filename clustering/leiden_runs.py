@@ -14,17 +14,14 @@ labels are the same for any number of workers; ``workers`` defaults to the cores
 """
 from __future__ import annotations
 
-import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
 import igraph as ig
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
-from core.parallel import idle_cores, worker_context
+from core.parallel import idle_cores, map_with_state, worker_context
 
 from .config import LeidenConfig
 from .leiden import connectivities, merge_small, run_leiden, to_igraph
@@ -89,22 +86,5 @@ class LeidenRunner:
 
     def run(self, runs: list[Run], *, desc: str = "Leiden", progress: bool = True) -> list[np.ndarray]:
         """Labels ``(n,)`` or ``(len(nodes),)`` per run, in the order given (subset runs after ``merge_small``)."""
-        workers = min(self.workers, len(runs))
-        bar = tqdm(total=len(runs), desc=desc, disable=not progress, leave=False)
-        if workers <= 1:
-            _install(self.state)
-            out = []
-            for r in runs:
-                out.append(_execute(r))
-                bar.update()
-            bar.close()
-            _install(None)                    # do not keep the graph and pool alive in this process
-            return out
-        ctx = mp.get_context(worker_context() or "fork")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_install, initargs=(self.state,)) as ex:
-            out = []
-            for lab in ex.map(_execute, runs):
-                out.append(lab)
-                bar.update()
-        bar.close()
-        return out
+        return map_with_state(_execute, runs, install=_install, state=self.state, workers=self.workers,
+                              start_method=worker_context() or "fork", desc=desc, progress=progress)

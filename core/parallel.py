@@ -1,11 +1,20 @@
 """How this process starts worker processes (DataLoader decode workers, the demo generator's pool, Leiden runs) and
-how many it may use."""
+how many it may use, and a process map over shared module state."""
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import resource
 import sys
 import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _MEASURED: tuple[float, float, int] | None = None    # (when, window, idle cores) of the last measurement
 _REUSE_SECONDS = 1.0
@@ -16,6 +25,38 @@ def worker_context() -> str | None:
     the pipeline or a test session that already trained a VAE): JAX runs threads and forking them can deadlock,
     so then workers come from a clean forkserver process instead."""
     return "forkserver" if "jax" in sys.modules else None
+
+
+def map_with_state(fn: Callable[[T], R], items: Iterable[T], *, install: Callable[[Any], None], state: Any,
+                   workers: int, start_method: str, desc: str, progress: bool = True) -> list[R]:
+    """``[fn(item) for item in items]``, in order, where ``fn`` reads module state that ``install(state)`` puts in
+    place: inline in this process when ``workers`` <= 1 (the state is dropped again afterwards, so large inputs do
+    not stay alive), else on a pool of ``workers`` processes started by ``start_method`` that each install the
+    state once. Results do not depend on the worker count as long as ``fn`` depends only on its item and the state.
+
+    ``start_method`` is the caller's choice: "fork" is cheapest, but a forked child deadlocks in an OpenMP pool its
+    parent used (scikit-learn's k-means) or in JAX's threads, where "forkserver" is needed."""
+    items = list(items)
+    workers = min(workers, len(items))
+    bar = tqdm(total=len(items), desc=desc, disable=not progress, leave=False)
+    out: list[R] = []
+    if workers <= 1:
+        install(state)
+        try:
+            for item in items:
+                out.append(fn(item))
+                bar.update()
+        finally:
+            install(None)
+            bar.close()
+        return out
+    ctx = mp.get_context(start_method)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=install, initargs=(state,)) as ex:
+        for result in ex.map(fn, items):
+            out.append(result)
+            bar.update()
+    bar.close()
+    return out
 
 
 def _cpu_times() -> tuple[float, float] | None:
