@@ -225,6 +225,32 @@ def write_rows(group: zarr.Group, augmentation: str, start: int, values: np.ndar
     done[start:stop] = ok
 
 
+def write_store(path: str | Path, image_ids: np.ndarray, arrays: dict[str, dict[str, np.ndarray]], *,
+                manifest_sha256: str, done: dict[str, np.ndarray] | None = None,
+                attrs: dict[str, dict[str, Any]] | None = None, chunk_rows: int = 1024) -> Path:
+    """Write embeddings computed elsewhere (a notebook, another tool, a test) as a store in one call.
+
+    ``arrays[model][augmentation]`` holds one row per image of ``image_ids`` (``(n, ...)``); ``done[model]`` marks
+    which rows of its original images hold a value (all by default; the others are stored as NaN and not done);
+    ``attrs[model]`` adds provenance attrs. Writes through :func:`open_store_for_writing`,
+    :func:`prepare_model_group` and :func:`write_rows`, so the result is what an extraction run leaves.
+    """
+    root = open_store_for_writing(path, image_ids=np.asarray(image_ids, dtype=str), manifest_sha256=manifest_sha256)
+    for model, augs in arrays.items():
+        shapes = {aug: x.shape for aug, x in augs.items()}
+        if len({s[1:] for s in shapes.values()}) != 1 or any(s[0] != len(image_ids) for s in shapes.values()):
+            raise ValueError(f"{model}: every augmentation needs ({len(image_ids)}, ...) rows of one shape, got {shapes}")
+        shape = next(iter(shapes.values()))[1:]
+        group = prepare_model_group(root, model, attrs={"model": model, **(attrs or {}).get(model, {})},
+                                    augmentations=list(augs), output_shape=shape, chunk_rows=chunk_rows)
+        for aug, x in augs.items():
+            ok = (done or {}).get(model) if aug == "original" else None
+            ok = np.ones(len(x), bool) if ok is None else np.asarray(ok, bool)
+            for start in range(0, len(x), chunk_rows):
+                write_rows(group, aug, start, np.asarray(x[start:start + chunk_rows]), ok[start:start + chunk_rows])
+    return Path(path)
+
+
 def _remove_partial_files(path: Path) -> None:
     """Delete temp files a killed writer left behind (zarr writes ``*.partial`` then renames)."""
     for p in path.rglob("*.partial"):

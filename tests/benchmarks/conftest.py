@@ -2,47 +2,25 @@
 from __future__ import annotations
 
 import hashlib
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-import zarr
-from zarr.errors import UnstableSpecificationWarning
 
 from cohorts.clinical import ID_SPEC
 from cohorts.folder import write_cohort_folder
+from embedders.store import write_store as store_writer
 
 torch.set_num_threads(1)
 
 
 def write_store(path: Path, image_ids: np.ndarray, models: dict[str, dict[str, np.ndarray]],
                 done: dict[str, np.ndarray] | None = None) -> Path:
-    """Zarr v3 store: root ``image_id`` + ``/{model}/{aug}/{embeddings,done}``; ``done[model]`` masks originals."""
-    root = zarr.open_group(path, mode="w")
-    root.attrs.update({"manifest_sha256": hashlib.sha256(",".join(image_ids).encode()).hexdigest(),
-                       "n_images": len(image_ids)})
-    with warnings.catch_warnings():  # fixed-width str ids: zarr warns the dtype has no v3 spec yet
-        warnings.simplefilter("ignore", UnstableSpecificationWarning)
-        ids = root.create_array("image_id", shape=(len(image_ids),), dtype=f"<U{max(map(len, image_ids))}",
-                                chunks=(len(image_ids),))
-        ids[:] = image_ids
-    for model, augs in models.items():
-        g = root.require_group(model)
-        g.attrs.update({"model": model, "augmentations": list(augs)})
-        for aug, x in augs.items():
-            sub = g.require_group(aug)
-            emb = sub.create_array("embeddings", shape=x.shape, dtype="float32", chunks=(64, *x.shape[1:]),
-                                   fill_value=np.nan)
-            mask = np.ones(len(x), bool)
-            if done is not None and aug == "original":
-                mask = done.get(model, mask)
-            emb[:] = np.where(mask.reshape(-1, *[1] * (x.ndim - 1)), x, np.nan).astype(np.float32)
-            d = sub.create_array("done", shape=(len(x),), dtype=bool, chunks=(64,), fill_value=False)
-            d[:] = mask
-    return path
+    """Store through the owner's writer (:func:`embedders.store.write_store`); ``done[model]`` masks originals."""
+    sha = hashlib.sha256(",".join(image_ids).encode()).hexdigest()
+    return store_writer(path, image_ids, models, manifest_sha256=sha, done=done, chunk_rows=64)
 
 
 def make_fixture(root: Path, *, n_patients: int = 60, seed: int = 0, signal: float = 1.5,

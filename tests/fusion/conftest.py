@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import zarr
 
 from cohorts.folder import write_cohort_folder
+from embedders.store import write_store
 
 MODEL = "synthetic"
 
@@ -73,13 +73,8 @@ def write_contract_cohort(root: Path, *, n_patients: int = 120, dim: int = 16, t
         emb = emb[:, None, :] + rng.normal(0, 0.3, (len(manifest), tokens, dim))
     done = np.ones(len(manifest), bool)
     done[::17] = False                                      # a few images never got an embedding
-    root_group = zarr.open_group(str(store), mode="w")
-    root_group.attrs.update({"manifest_sha256": "fixture", "n_images": len(manifest)})
-    ids = root_group.create_array("image_id", shape=(len(manifest),), dtype=str)
-    ids[:] = manifest["image_id"].to_numpy().astype(str)
-    grp = root_group.require_group(f"{MODEL}/original")
-    grp.create_array("embeddings", data=emb.astype(np.float32))
-    grp.create_array("done", data=done)
+    write_store(store, manifest["image_id"].to_numpy(), {MODEL: {"original": emb.astype(np.float32)}},
+                manifest_sha256="fixture", done={MODEL: done})
     return cohort, store
 
 

@@ -39,9 +39,8 @@ def write_toy_cohort(root, *, n: int = 80, seed: int = 0):
     """
     from pathlib import Path
 
-    import zarr
-
     from cohorts.folder import write_cohort_folder
+    from embedders.store import write_store
 
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -75,16 +74,10 @@ def write_toy_cohort(root, *, n: int = 80, seed: int = 0):
               "death30": spec("binary", "outcome"), "true_severity": spec("continuous", "truth")}
     write_cohort_folder(cohort, manifest.drop(columns="_sev"), clinical=clinical, schema={"columns": schema})
     store = root / "store.zarr"
-    group = zarr.open_group(str(store), mode="w")
-    group.attrs["manifest_sha256"] = "toy"
     ids = manifest["image_id"].to_numpy().astype(str)
-    arr = group.create_array("image_id", shape=ids.shape, dtype=str)
-    arr[:] = ids
     emb = np.stack([manifest["_sev"], rng.normal(size=len(ids)), rng.normal(size=len(ids)),
                     manifest["_sev"] + rng.normal(0, 0.5, len(ids))], axis=1).astype(np.float32)
-    sub = group.create_group("toy").create_group("original")
-    sub.create_array("embeddings", data=emb)
-    sub.create_array("done", data=np.ones(len(ids), bool))
+    write_store(store, ids, {"toy": {"original": emb}}, manifest_sha256="toy")
     return cohort, store
 
 
