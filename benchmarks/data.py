@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cohorts.folder import SAMPLE, CohortFolderError, read_sample
 from embedders.precomputed import KNOWN_FLAT_LAYOUTS
 from embedders.store import EmbeddingStore
 
@@ -22,7 +23,6 @@ from .probes import pool
 
 log = logging.getLogger(__name__)
 
-SAMPLE_COLUMNS = ("dataset", "label", "image_id", "patient_id", "y")
 
 
 class BenchmarkInputError(ValueError):
@@ -30,31 +30,19 @@ class BenchmarkInputError(ValueError):
 
 
 def load_sample(cohort: Path, cfg: BenchmarksConfig) -> pd.DataFrame:
-    """Read ``cohort/sample.parquet``, check its columns and values, keep the configured datasets/labels."""
-    path = Path(cohort) / "sample.parquet"
-    if not path.is_file():
-        raise BenchmarkInputError(f"{path} not found: configure sampling in the cohorts config and rerun "
-                                  "`python -m cohorts.run`")
-    df = pd.read_parquet(path)
-    missing = [c for c in SAMPLE_COLUMNS if c not in df.columns]
-    if missing:
-        raise BenchmarkInputError(f"{path}: missing column(s) {missing}; expected {list(SAMPLE_COLUMNS)}")
-    df = df[list(SAMPLE_COLUMNS)].astype({"dataset": str, "label": str, "image_id": str, "patient_id": str})
-    bad = ~df["y"].isin([0, 1])
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise BenchmarkInputError(f"{path}: column 'y' must be 0 or 1; row {row} has {df['y'].iloc[row]!r}")
-    df["y"] = df["y"].astype(np.int8)
+    """Read ``cohort/sample.parquet`` (:func:`cohorts.folder.read_sample` checks it), keep the configured
+    datasets/labels."""
+    try:
+        df = read_sample(cohort)
+    except CohortFolderError as exc:
+        raise BenchmarkInputError(str(exc)) from exc
+    path = Path(cohort) / SAMPLE
     for key, wanted in (("dataset", cfg.datasets), ("label", cfg.labels)):
         if wanted is not None:
             absent = sorted(set(wanted) - set(df[key]))
             if absent:
                 raise BenchmarkInputError(f"config {key}s {absent} not in {path} (it has {sorted(df[key].unique())})")
             df = df[df[key].isin(wanted)]
-    dup = df.duplicated(["dataset", "label", "image_id"])
-    if dup.any():
-        raise BenchmarkInputError(f"{path}: image {df.loc[dup, 'image_id'].iloc[0]!r} appears twice for "
-                                  f"the same (dataset, label)")
     return df.reset_index(drop=True)
 
 

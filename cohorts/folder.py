@@ -1,5 +1,6 @@
-"""The cohort folder (docs/data-contracts.md, cohorts): ``manifest.parquet`` (one row per image) and, when the
-cohort has clinical data, ``clinical.parquet`` (one row per patient) + ``clinical_schema.json``.
+"""The cohort folder (docs/data-contracts.md, cohorts): ``manifest.parquet`` (one row per image); when the
+cohort has clinical data, ``clinical.parquet`` (one row per patient) + ``clinical_schema.json``; when sampling is
+configured, ``sample.parquet`` (long format ``dataset, label, image_id, patient_id, y``: the benchmark's rows).
 
 :func:`write_cohort_folder` validates and writes them (the cohorts stage, test fixtures); :func:`read_cohort_folder`
 reads them for the later stages and checks what they rely on: ``image_id``/``patient_id`` in the manifest; a
@@ -13,12 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+from core.safeio import write_parquet
 
 from .clinical import ClinicalError, check_schema, write_clinical
 from .manifest import write_manifest
 
-MANIFEST, CLINICAL, SCHEMA = "manifest.parquet", "clinical.parquet", "clinical_schema.json"
+MANIFEST, CLINICAL, SCHEMA, SAMPLE = "manifest.parquet", "clinical.parquet", "clinical_schema.json", "sample.parquet"
+SAMPLE_COLUMNS = ("dataset", "label", "image_id", "patient_id", "y")
 
 
 class CohortFolderError(ValueError):
@@ -37,11 +42,13 @@ class CohortFolder:
 
 
 def write_cohort_folder(out: str | Path, manifest: pd.DataFrame, *, clinical: pd.DataFrame | None = None,
-                        schema: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Validate and write ``manifest`` (+ ``clinical`` with its ``schema``) into ``out``; returns the paths by name
-    (``manifest``, ``clinical``, ``clinical_schema``)."""
+                        schema: dict[str, Any] | None = None, sample: pd.DataFrame | None = None) -> dict[str, Path]:
+    """Validate and write ``manifest`` (+ ``clinical`` with its ``schema``, + ``sample``) into ``out``; returns the
+    paths by name (``manifest``, ``clinical``, ``clinical_schema``, ``sample``)."""
     out = Path(out)
     written = {"manifest": write_manifest(manifest, out / MANIFEST)}
+    if sample is not None:
+        written["sample"] = write_parquet(_checked_sample(sample, out / SAMPLE), out / SAMPLE)
     if clinical is not None:
         if schema is None:
             raise CohortFolderError(f"{out}: a clinical table needs its schema ({SCHEMA})")
@@ -89,3 +96,30 @@ def read_cohort_folder(cohort: str | Path) -> CohortFolder:
     if missing:
         raise CohortFolderError(f"{clin_path}: columns declared in {SCHEMA} are missing: {missing}")
     return CohortFolder(manifest, clinical, schema, cohort)
+
+
+def read_sample(cohort: str | Path) -> pd.DataFrame:
+    """``COHORT_DIR/sample.parquet`` with its columns checked, ids as str and ``y`` as int8."""
+    path = Path(cohort) / SAMPLE
+    if not path.is_file():
+        raise CohortFolderError(f"{path} not found: configure sampling in the cohorts config and rerun "
+                                "`python -m cohorts.run`")
+    return _checked_sample(pd.read_parquet(path), path)
+
+
+def _checked_sample(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The sample's contract columns, typed; raises CohortFolderError naming ``path`` for a missing column, a ``y``
+    other than 0/1 or an image listed twice for one (dataset, label)."""
+    missing = [c for c in SAMPLE_COLUMNS if c not in df.columns]
+    if missing:
+        raise CohortFolderError(f"{path}: missing column(s) {missing}; expected {list(SAMPLE_COLUMNS)}")
+    df = df[list(SAMPLE_COLUMNS)].astype({"dataset": str, "label": str, "image_id": str, "patient_id": str})
+    bad = ~df["y"].isin([0, 1])
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise CohortFolderError(f"{path}: column 'y' must be 0 or 1; row {row} has {df['y'].iloc[row]!r}")
+    dup = df.duplicated(["dataset", "label", "image_id"])
+    if dup.any():
+        raise CohortFolderError(f"{path}: image {df.loc[dup, 'image_id'].iloc[0]!r} appears twice for the same "
+                                "(dataset, label)")
+    return df.assign(y=df["y"].astype(np.int8)).reset_index(drop=True)

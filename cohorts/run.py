@@ -18,7 +18,7 @@ from tqdm import tqdm
 from core import cli
 from core.config import ConfigError, load_stage_config
 from core.provenance import write_run_record
-from core.safeio import check_output_dir, locked_output, write_csv, write_parquet
+from core.safeio import check_output_dir, locked_output, write_csv
 
 from .adapters import AdapterResult, load_source
 from .adapters.covid_dedupe import merge_hannover_duplicates
@@ -99,20 +99,20 @@ def run_cohorts(cfg: CohortsConfig, *, out: Path) -> dict[str, Path]:
         in_cohort = clinical["patient_id"].isin(manifest["patient_id"])
         facts["clinical_rows_without_images"] = int((~in_cohort).sum())
         clinical = clinical[in_cohort].reset_index(drop=True)
+    sample = None
     if cfg.sampling is not None:
         s = cfg.sampling
         result = balanced_sample(manifest, labels=s.labels, n_per_class=s.n_per_class, seed=s.seed,
                                  one_per_patient=s.one_per_patient, negatives_from=s.negatives_from,
                                  min_per_class=s.min_per_class, balance_to_smaller=s.balance_to_smaller)
-        write_parquet(result.sample, out / "sample.parquet")
+        sample = result.sample
         if s.manifest_sampled_only:
             kept = manifest["image_id"].isin(result.sample["image_id"])
             facts["images_not_sampled_left_out"] = int((~kept).sum())
             manifest = manifest[kept].reset_index(drop=True)
-        written["sample"] = out / "sample.parquet"
         facts["sample"] = {"counts": result.counts, "shortfalls": result.shortfalls,
                            "too_small": sorted(k for k, c in result.counts.items() if c.get("too_small"))}
-    written = {**write_cohort_folder(out, manifest, clinical=clinical, schema=schema), **written}
+    written = {**write_cohort_folder(out, manifest, clinical=clinical, schema=schema, sample=sample), **written}
     if cfg.overview:
         written["overview"] = write_overview(manifest, clinical, out / "overview", facts=facts)
     written["run"] = write_run_record(out, cfg, stage="cohorts", extra={

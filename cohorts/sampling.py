@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .folder import SAMPLE_COLUMNS
 from .labels import label_column
 
 log = logging.getLogger(__name__)
-SAMPLE_COLUMNS = ["dataset", "label", "image_id", "patient_id", "y"]
 
 
 @dataclass
@@ -92,10 +92,10 @@ def balanced_sample(manifest: pd.DataFrame, *, labels: list[str], n_per_class: i
                 for y, rows in ((1, pos), (0, neg)):
                     parts.append(pd.DataFrame({"dataset": dataset, "label": name, "image_id": rows["image_id"],
                                                "patient_id": rows["patient_id"], "y": np.int8(y)}))
-    sample = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SAMPLE_COLUMNS)
+    sample = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(SAMPLE_COLUMNS))
     sample = sample.astype({"dataset": "string", "label": "string", "image_id": "string",
                             "patient_id": "string", "y": "int8"})
-    return SampleResult(sample[SAMPLE_COLUMNS], counts, shortfalls)
+    return SampleResult(sample[list(SAMPLE_COLUMNS)], counts, shortfalls)
 
 
 def _draw_classes(coded: pd.DataFrame, col: str, n: int, rng: np.random.Generator, *,

@@ -46,11 +46,10 @@ def make_fixture(root: Path, *, n_patients: int = 60, seed: int = 0, signal: flo
     man["acquired_at"], man["offset_days"] = pd.NaT, np.nan
     cohort = root / "cohort"
     cohort.mkdir(parents=True)
-    write_cohort_folder(cohort, man, clinical=pd.DataFrame({"patient_id": man["patient_id"].unique()}),
-                        schema={"columns": {"patient_id": ID_SPEC}})
     sample = pd.concat([man.assign(label=lab, y=man[f"label_{lab}"].astype(int))[
         ["dataset", "label", "image_id", "patient_id", "y"]] for lab in labels], ignore_index=True)
-    sample.to_parquet(cohort / "sample.parquet", index=False)
+    write_cohort_folder(cohort, man, clinical=pd.DataFrame({"patient_id": man["patient_id"].unique()}),
+                        schema={"columns": {"patient_id": ID_SPEC}}, sample=sample)
     y_eff = man["label_Effusion"].to_numpy(dtype=float)
     y_ede = man["label_Edema"].to_numpy(dtype=float)
     direction16, direction8 = rng.standard_normal(16), rng.standard_normal(8)

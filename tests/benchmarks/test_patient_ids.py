@@ -10,6 +10,7 @@ import pandas as pd
 
 from benchmarks.config import BenchmarksConfig
 from benchmarks.run import run_benchmarks
+from cohorts.folder import write_cohort_folder
 from embedders.config import EmbeddersConfig
 from embedders.run import run_embedders
 
@@ -26,10 +27,9 @@ def _cohort(root: Path, *, patient_is_image: bool, patient_column: bool) -> tupl
     cohort.mkdir(parents=True)
     manifest = pd.DataFrame({"image_id": [f"img-{d}" for d in dicom], "dicom_id": dicom, "study_id": dicom,
                              "patient_id": [f"img-{d}" for d in dicom] if patient_is_image else subject,
-                             "path": None, "view": "PA", "dataset": "mimic"})
-    manifest.to_parquet(cohort / "manifest.parquet", index=False)
-    manifest.assign(label="Edema", y=y)[["dataset", "label", "image_id", "patient_id", "y"]].to_parquet(
-        cohort / "sample.parquet", index=False)
+                             "path": None, "view": "PA", "dataset": "mimic",
+                             "acquired_at": pd.NaT, "offset_days": np.nan})
+    write_cohort_folder(cohort, manifest, sample=manifest.assign(label="Edema", y=y))
     x = rng.normal(size=(len(dicom), 8)) + 1.5 * y[:, None]
     csv = pd.DataFrame(x, columns=[f"embedding_{i}" for i in range(8)]).assign(dicom_id=dicom, label=y,
                                                                                augmentation="original")

@@ -10,6 +10,7 @@ import pytest
 from benchmarks.config import BenchmarksConfig
 from benchmarks.efficiency import subset_patients
 from benchmarks.run import run_benchmarks
+from cohorts.folder import write_cohort_folder
 
 from .conftest import write_store
 
@@ -25,13 +26,12 @@ def _confounded(root: Path, n: int = 160, seed: int = 0) -> tuple[Path, Path]:
                         "path": None, "view": np.where(ap, "AP", "PA"), "dataset": "d",
                         "sex": rng.choice(["M", "F"], n), "age": rng.integers(20, 90, n).astype(float),
                         "source": np.where(rng.random(n) < 0.5, "s1", "s2"),
-                        "label_F": pd.array(y, dtype="Int8")})
+                        "label_F": pd.array(y, dtype="Int8"),
+                        "acquired_at": pd.NaT, "offset_days": np.nan})
     man.loc[:3, "sex"] = None                                   # unknown sex: left out of that probe only
     cohort = root / "cohort"
     cohort.mkdir(parents=True)
-    man.to_parquet(cohort / "manifest.parquet", index=False)
-    man.assign(label="F", y=y)[["dataset", "label", "image_id", "patient_id", "y"]].to_parquet(
-        cohort / "sample.parquet", index=False)
+    write_cohort_folder(cohort, man, sample=man.assign(label="F", y=y))
     d = rng.standard_normal(8)
     models = {"view_only": {"original": 2.0 * np.outer(ap, d) + rng.standard_normal((n, 8))},
               "finding": {"original": 1.2 * np.outer(y, d) + rng.standard_normal((n, 8))}}
