@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cohorts.folder import MANIFEST, read_manifest
+from cohorts.manifest import write_manifest
 from core.config import ConfigError
 from fusion.covariates import CovariateEncoder
 from fusion.data import load_patient_data, split_patients
@@ -27,12 +29,12 @@ def site_cohort(contract_cohort: tuple[Path, Path], tmp_path_factory: pytest.Tem
     cohort, store = contract_cohort
     out = tmp_path_factory.mktemp("site_cohort") / "cohort"
     shutil.copytree(cohort, out)
-    manifest = pd.read_parquet(out / "manifest.parquet")
+    manifest = read_manifest(out)
     index = manifest["patient_id"].str.split("-").str[1].astype(int)
     manifest["site"] = [SITES[i % 3] for i in index]
     first = manifest.index[manifest["patient_id"] == MIXED][0]
     manifest.loc[first, "view"] = "PA"
-    manifest.to_parquet(out / "manifest.parquet", index=False)
+    write_manifest(manifest, out / MANIFEST)
     return out, store
 
 
