@@ -44,6 +44,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from core.config import default_of
 from core.parallel import idle_cores
 
 from .config import KnnConfig
@@ -59,6 +60,8 @@ _BUFFER_BYTES = 256 * 2**20   # similarity buffer of the exact search; probe sco
 # per-cell arrays (tens of MB at 1M points) cost page faults and memory traffic, 3x the CPU time
 _TILE_FLOATS = 2**18
 _IVF_BLOCK = 8192             # IVF queries per task; tasks run on a thread pool, each with single-threaded BLAS
+
+BLOCK_ROWS = default_of(KnnConfig, "block_rows")   # query rows per exact-search block (knn.block_rows)
 
 
 @dataclass
@@ -273,7 +276,7 @@ def _check_k(n: int, k: int) -> None:
         raise ValueError(f"k={k} neighbours need at least k+1 points, got {n}: lower knn.k in the config")
 
 
-def knn_exact(x: np.ndarray, *, k: int, block_rows: int = 1024, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def knn_exact(x: np.ndarray, *, k: int, block_rows: int = BLOCK_ROWS, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Exact cosine kNN of the rows of ``x`` ``(n, d)``: ``(indices, distances)`` each ``(n, k)``, self excluded."""
     z = normalize_rows(x)
     _check_k(z.shape[0], k)
@@ -366,7 +369,7 @@ def _tune_probes(z: torch.Tensor, cent: torch.Tensor, cell: np.ndarray, *, k: in
 
 
 def knn_ivf(x: np.ndarray, *, k: int, seed: int, n_lists: int | None = None, n_probe: int | None = None,
-            target_recall: float = 0.95, tune_sample: int = 2000, block_rows: int = 1024,
+            target_recall: float = 0.95, tune_sample: int = 2000, block_rows: int = BLOCK_ROWS,
             progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
     """Inverted-file cosine kNN of ``x`` ``(n, d)``: ``(indices, distances)`` each ``(n, k)``, self excluded, and settings.
 
@@ -445,12 +448,12 @@ def knn_ann(x: np.ndarray, *, k: int, seed: int, n_trees: int | None = None,
     return ind[keep].reshape(n, k).astype(np.int64), dist[keep].reshape(n, k).astype(np.float32)
 
 
-def exact_neighbors(x: np.ndarray, rows: np.ndarray, *, k: int, block_rows: int = 1024) -> np.ndarray:
+def exact_neighbors(x: np.ndarray, rows: np.ndarray, *, k: int, block_rows: int = BLOCK_ROWS) -> np.ndarray:
     """Exact cosine neighbours ``(len(rows), k)`` of the rows ``rows`` of ``x`` ``(n, d)`` among all rows, self excluded."""
     return _exact_topk(normalize_rows(x), torch.from_numpy(np.asarray(rows, np.int64)), k=k, block_rows=block_rows)[1].numpy()
 
 
-def nearest_in(base: np.ndarray, queries: np.ndarray, *, k: int, block_rows: int = 1024) -> np.ndarray:
+def nearest_in(base: np.ndarray, queries: np.ndarray, *, k: int, block_rows: int = BLOCK_ROWS) -> np.ndarray:
     """Exact: indices ``(m, k)`` into ``base`` ``(n, d)`` of each row of ``queries`` ``(m, d)``'s ``k`` most
     cosine-similar base rows, most similar first (queries are not part of ``base``)."""
     zb, zq = normalize_rows(base, what="base rows"), normalize_rows(queries, what="query rows")
@@ -466,7 +469,7 @@ def nearest_in(base: np.ndarray, queries: np.ndarray, *, k: int, block_rows: int
 
 
 def measure_recall(x: np.ndarray, indices: np.ndarray, *, sample: int, seed: int,
-                   block_rows: int = 1024) -> tuple[float, int]:
+                   block_rows: int = BLOCK_ROWS) -> tuple[float, int]:
     """Mean recall@k of ``indices`` against exact cosine neighbours on ``sample`` random rows of ``x``."""
     n, k = indices.shape
     rows = np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False))

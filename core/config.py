@@ -21,6 +21,12 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
 
+def default_of(model: type[BaseModel], field: str) -> Any:
+    """The default of ``model.field``: modules that mirror a config field (e.g. a network's sizes) take their
+    default from here, so it is written once, in the config model."""
+    return model.model_fields[field].get_default(call_default_factory=True)
+
+
 class ConfigError(ValueError):
     """A config file that cannot be read or does not match its schema."""
 

@@ -29,7 +29,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from core.config import default_of
 from fusion.clinical import ClinicalLayout
+from fusion.config import ConditioningConfig, CXRInputConfig, ModelConfig
 
 LOGVAR_CLIP = 8.0
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -101,14 +103,14 @@ class FusionModule(nn.Module):
 
     layout: ClinicalLayout
     cxr_dim: int
-    latent_dim: int = 16
-    hidden: int = 128
-    n_layers: int = 2
-    heads: int = 4
-    pooling: str = "attention"
-    cxr_likelihood: str = "gaussian"
+    latent_dim: int = default_of(ModelConfig, "latent_dim")     # defaults: those of fusion.config
+    hidden: int = default_of(ModelConfig, "hidden")
+    n_layers: int = default_of(ModelConfig, "n_layers")
+    heads: int = default_of(ModelConfig, "attention_heads")
+    pooling: str = default_of(CXRInputConfig, "pooling")
+    cxr_likelihood: str = default_of(CXRInputConfig, "likelihood")
     covariate_sizes: tuple[int, ...] = ()     # one-hot widths of the covariates (empty: none)
-    condition_encoders: bool = False
+    condition_encoders: bool = default_of(ConditioningConfig, "encoders")
 
     def setup(self) -> None:
         body = [self.hidden] * self.n_layers

@@ -37,6 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from core.config import default_of
+from fusion.survival.config import HeadConfig
 from fusion.survival.ssm import MambaEncoder, ScanMode, pack_valid_first
 
 Mixer = Literal["ssm", "gru", "mlp", "linear"]
@@ -48,17 +50,17 @@ class SurvivalHead(nn.Module):
     variable_of_column: Sequence[int]     # (C,) variable index of each encoded clinical column
     n_variables: int
     n_out: int = 1
-    d_model: int = 32
-    n_layers: int = 1
-    d_state: int = 8
-    expand: int = 2
-    d_conv: int = 2
-    scan: ScanMode = "parallel"
+    d_model: int = default_of(HeadConfig, "d_model")     # sizes: the defaults of fusion.survival.config.HeadConfig
+    n_layers: int = default_of(HeadConfig, "n_layers")
+    d_state: int = default_of(HeadConfig, "d_state")
+    expand: int = default_of(HeadConfig, "expand")
+    d_conv: int = default_of(HeadConfig, "d_conv")
+    scan: ScanMode = default_of(HeadConfig, "scan")
     use_clinical: bool = True
     use_latent: bool = True
     use_cxr: bool = True
-    mixer: Mixer = "ssm"
-    linear_skip: bool = True
+    mixer: Mixer = default_of(HeadConfig, "mixer")
+    linear_skip: bool = default_of(HeadConfig, "linear_skip")
 
     def tokens(self, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
         """-> ``(tokens (B, T, d_model), mask (B, T) bool)``."""

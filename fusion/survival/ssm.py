@@ -23,6 +23,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from core.config import default_of
+from fusion.survival.config import HeadConfig
+
 ScanMode = Literal["parallel", "sequential"]
 
 
@@ -103,10 +106,10 @@ class _MambaDims(nn.Module):
     (the encoder hands them down to its blocks, the blocks to their mixers)."""
 
     d_model: int
-    d_state: int = 16
-    expand: int = 2
-    d_conv: int = 4
-    scan: ScanMode = "parallel"
+    d_state: int = default_of(HeadConfig, "d_state")     # defaults: those of the survival head's config
+    expand: int = default_of(HeadConfig, "expand")
+    d_conv: int = default_of(HeadConfig, "d_conv")
+    scan: ScanMode = default_of(HeadConfig, "scan")
 
 
 class SelectiveSSM(_MambaDims):
@@ -163,7 +166,7 @@ class MambaEncoder(_MambaDims):
     Fields: ``d_model, d_state, expand, d_conv, scan`` (see :class:`_MambaDims`), then ``n_layers``.
     """
 
-    n_layers: int = 2
+    n_layers: int = default_of(HeadConfig, "n_layers")
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
