@@ -7,6 +7,9 @@ YES/NO for 4,376 images (1/0); every other image gets <NA> for them.
 Partial copies: most users hold a few of the 12 image archives. With ``image_root`` set, only the table rows
 whose PNG is in that folder are kept (one log line and ``notes["rows_without_image"]`` say how many were not);
 a folder holding none of them is an error naming it.
+
+Clinical table (one row per patient, from the rows kept): ``sex`` and ``age`` at the patient's earliest
+follow-up. The manifest keeps each image's own age and sex (the benchmark's shortcut probes read them per image).
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..clinical import ID_SPEC, spec
 from ..config import NihSource
 from ..labels import code_flags, code_terms, label_column
 from ..manifest import conform, existing_files
@@ -22,6 +26,10 @@ from .base import AdapterResult, joined_paths, read_table, require_columns
 
 log = logging.getLogger(__name__)
 
+SCHEMA = {"patient_id": ID_SPEC,
+          "sex": spec("categorical", "feature", "sex (Patient Gender)", categories=["M", "F"]),
+          "age": spec("continuous", "feature", "age at the patient's earliest follow-up image in the cohort",
+                      unit="years", min=0.0, max=120.0)}
 COLUMNS = ("Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age", "Patient Gender", "View Position")
 
 
@@ -58,7 +66,22 @@ def load_nih(cfg: NihSource) -> AdapterResult:
         df = _join_image_table(df, raw["Image Index"], cfg)
     if cfg.image_root is not None:
         df = _rows_with_images(df, root=cfg.image_root, table=cfg.table, notes=notes)
-    return AdapterResult(conform(df, dataset="nih"), notes=notes)
+    manifest = conform(df, dataset="nih")
+    return AdapterResult(manifest, _clinical(manifest, notes), {"columns": SCHEMA}, notes=notes)
+
+
+def _clinical(manifest: pd.DataFrame, notes: dict) -> pd.DataFrame:
+    """Per patient: sex and age of the earliest follow-up; ages outside the schema's 0-120 become missing, and a
+    patient whose images disagree on sex keeps the earliest one's (both counted in ``notes``)."""
+    ordered = manifest.sort_values(["patient_id", "follow_up"], kind="stable")
+    first = ordered.groupby("patient_id", sort=False).first()
+    sexes = ordered.dropna(subset=["sex"]).groupby("patient_id")["sex"].nunique()
+    notes["patients_with_conflicting_sex"] = int((sexes > 1).sum())
+    age = pd.to_numeric(first["age"], errors="coerce")
+    implausible = age.notna() & ~age.between(0, 120)
+    notes["implausible_ages_set_missing"] = int(implausible.sum())
+    return pd.DataFrame({"patient_id": first.index.to_numpy(), "sex": first["sex"].astype("string").to_numpy(),
+                         "age": age.mask(implausible).to_numpy(dtype=float)})
 
 
 def _rows_with_images(df: pd.DataFrame, *, root: Path, table: Path, notes: dict) -> pd.DataFrame:
