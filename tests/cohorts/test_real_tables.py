@@ -34,6 +34,21 @@ def test_nih_rows_patients_labels(nih_result, label_tables):
     assert m["path"].isna().all()   # no image_root: label-only
 
 
+def test_nih_clinical_is_sex_and_age_at_the_earliest_follow_up(nih_result, label_tables):
+    raw = pd.read_csv(label_tables / "Data_Entry_2017_v2020.csv.gz", dtype={"Patient ID": str})
+    clin = nih_result.clinical.set_index("patient_id")
+    validate_clinical(nih_result.clinical, nih_result.schema)
+    assert len(clin) == raw["Patient ID"].nunique() == 30_805
+    first = raw.sort_values(["Patient ID", "Follow-up #"]).groupby("Patient ID").first()
+    first.index = "nih/" + first.index
+    ages = first["Patient Age"].where(first["Patient Age"].between(0, 120))
+    np.testing.assert_array_equal(clin.loc[first.index, "age"].to_numpy(), ages.to_numpy(dtype=float))
+    assert (clin.loc[first.index, "sex"].to_numpy() == first["Patient Gender"].to_numpy()).all()
+    conflicting = int((raw.groupby("Patient ID")["Patient Gender"].nunique() > 1).sum())
+    assert nih_result.notes["patients_with_conflicting_sex"] == conflicting
+    assert nih_result.notes["implausible_ages_set_missing"] == int(first["Patient Age"].gt(120).sum())
+
+
 def test_chexpert_rows_coding_and_ids(chexpert_result, chexpert_raw):
     m = chexpert_result.manifest
     validate_manifest(m)
