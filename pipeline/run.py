@@ -5,7 +5,9 @@ clustering (subtypes + export) into one run folder, skipping stages whose config
 are unchanged (see :mod:`pipeline.cache`), then writes ``report.html``. ``stages.json`` records which
 stages ran and which were reused. A killed run resumes: finished stages are reused, and the
 interrupted stage resumes its partial outputs (the embedder's finished row chunks, the VAE checkpoint)
-unless an earlier stage reran or the stage is forced; then it starts afresh.
+unless an earlier stage reran or the stage is forced; then it starts afresh. The embedding store is the exception:
+it records the manifest's sha256 and each model's identity, so after a cohort rerun it is resumed when they match
+and rebuilt where they do not.
 """
 from __future__ import annotations
 
@@ -70,12 +72,15 @@ def _run_stages(run_dir: Path, name: str, sections: dict[str, BaseModel], *, for
             timings[stage.name] = {"status": "cached"}
         else:
             forced = bool({stage.name, "all"} & set(force))
-            if out_dir.exists() and (forced or any(t["status"] == "ran" for t in timings.values())):
-                # partial outputs (a store's finished rows, a checkpoint) may only be resumed when the
-                # inputs they came from are the ones of this run: an earlier stage that reran may have
-                # rewritten its files under the same names
+            rebuilt = any(t["status"] == "ran" for t in timings.values())
+            if out_dir.exists() and (forced or (rebuilt and not stage.checks_own_inputs)):
+                # partial outputs (a checkpoint, derived tables) may only be resumed when the inputs they came
+                # from are the ones of this run: an earlier stage that reran may have rewritten its files under
+                # the same names. A stage whose outputs check their own inputs (the store) resumes them.
                 log.info("stage %-10s starts afresh (%s)", stage.name, "forced" if forced else "inputs rebuilt")
                 shutil.rmtree(out_dir)
+            elif out_dir.exists() and rebuilt:
+                log.info("stage %-10s resumes its outputs, which check the rebuilt inputs themselves", stage.name)
             log.info("stage %-10s running -> %s", stage.name, out_dir)
             start = time.perf_counter()
             inputs = stage.inputs(run_dir, set(sections))

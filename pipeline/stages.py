@@ -29,6 +29,10 @@ class Stage:
     inputs: Callable[[Path, set[str]], dict[str, Any]]  # (run folder, configured stages) -> entry-point inputs
     optional: bool = False    # a section that may be left out of the config
     defaults: dict[str, Any] = field(default_factory=dict)  # pipeline defaults under the section's own values
+    # its outputs record and check the inputs they came from, so after an earlier stage reran the stage resumes
+    # them instead of starting afresh (the store: the manifest's sha256 and each model's identity, rebuilt by
+    # ``overwrite`` where they differ)
+    checks_own_inputs: bool = False
 
     def load_model(self) -> type[BaseModel]:
         """The stage's pydantic config class."""
@@ -75,10 +79,11 @@ def _clustering_inputs(run_dir: Path, configured: set[str]) -> dict[str, Any]:
 STAGES: tuple[Stage, ...] = (
     Stage("cohorts", "cohorts", "cohorts.config:CohortsConfig", "cohorts.run:run_cohorts",
           lambda run, _: {}),
-    # the run folder's store belongs to the run: rebuilt when the cohort stage made a new manifest
+    # the run folder's store belongs to the run: rebuilt when the cohort stage made a new manifest (another
+    # sha256), resumed when a cohort rerun left the manifest as it was (e.g. only the clinical table changed)
     Stage("embedders", "embedders", "embedders.config:EmbeddersConfig", "embedders.run:run_embedders",
           lambda run, _: {"manifest": run / "cohorts" / "manifest.parquet", "store": store_path(run)},
-          defaults={"overwrite": True}),
+          defaults={"overwrite": True}, checks_own_inputs=True),
     Stage("benchmarks", "benchmarks", "benchmarks.config:BenchmarksConfig", "benchmarks.run:run_benchmarks",
           lambda run, _: {"cohort": run / "cohorts", "store": store_path(run)}, optional=True),
     # fusion (VAE + survival head) needs a clinical table; without it clustering uses the selected embeddings

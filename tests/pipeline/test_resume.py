@@ -71,3 +71,17 @@ def test_interrupted_stage_resumes_unless_its_inputs_were_rebuilt(fake_stages, t
     assert (out / "derived" / "partial.txt").read_text() == "2"
     stages, how = _run(config, out, 2, force=("derived",))           # forced: no stale partial either
     assert [s["status"] for s in stages.values()] == ["cached", "ran"] and how == "fresh"
+
+
+def test_a_stage_that_checks_its_own_inputs_resumes_after_an_upstream_rerun(fake_stages, monkeypatch,
+                                                                            tmp_path: Path) -> None:
+    stages = tuple(Stage(s.name, s.package, s.config_model, s.entry, s.inputs, checks_own_inputs=s.name == "derived")
+                   for s in pipeline_run.STAGES)
+    monkeypatch.setattr(pipeline_run, "STAGES", stages)
+    monkeypatch.setattr(pipeline_config, "STAGES", stages)
+    config, out = tmp_path / "run.yaml", tmp_path / "out"
+    _run(config, out, 1)
+    stages_run, how = _run(config, out, 2)                           # the source reran: derived keeps its partial
+    assert [s["status"] for s in stages_run.values()] == ["ran", "ran"] and how == "resumed"
+    stages_run, how = _run(config, out, 2, force=("derived",))       # forcing still starts afresh
+    assert how == "fresh"
