@@ -1,6 +1,7 @@
 """configs/nih_sample.yaml on the real NIH images, reduced (10 images per class, original images only, one
 repeat of two data-efficiency shares): cohort -> embedders (radiomics, the JSRT UNet, lung-zone radiomics) ->
-benchmark with shortcut checks, leave-one-folder-out and data efficiency."""
+benchmark with shortcut checks, leave-one-folder-out and data efficiency -> subtypes of the selected model, whose
+Table 1 and export carry the NIH clinical table (sex, age)."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,8 @@ import pytest
 
 from benchmarks.config import BenchmarksConfig
 from benchmarks.run import run_benchmarks
+from benchmarks.selection import read_selection
+from clustering.run import run_clustering
 from cohorts.run import run_cohorts
 from embedders.run import run_embedders
 from pipeline.config import load_pipeline_config
@@ -36,6 +39,12 @@ def nih_run(shared_data: Path, tmp_path_factory) -> Path:
         "probes": ["logistic"], "bootstrap": BenchmarksConfig().bootstrap.model_copy(update={"n_boot": 200}),
         "efficiency": sections["benchmarks"].efficiency.model_copy(update={"fractions": [0.5, 1.0], "repeats": 1})})
     run_benchmarks(b, cohort=out / "cohort", store=out / "store.zarr", out=out / "bench")
+    sel = read_selection(out / "bench" / "selection.json")
+    k = sections["clustering"]
+    k = k.model_copy(update={"leiden": k.leiden.model_copy(update={"n_seeds": 2, "n_subsamples": 2}),
+                             "stability": k.stability.model_copy(update={"n_resamples": 3})})
+    run_clustering(k, cohort=out / "cohort", store=out / "store.zarr", model=sel.model, pooling=sel.pooling or "mean",
+                   benchmark=out / "bench", out=out / "clustering")
     return out
 
 
@@ -62,3 +71,10 @@ def test_benchmark_shortcuts_loso_and_efficiency(nih_run: Path) -> None:
     checks = pd.read_csv(nih_run / "embedders" / "lung_mask_checks.csv")
     assert checks["placement_ok"].sum() >= len(checks) - 1
     assert "## Shortcuts and confounders" in (bench / "report.md").read_text()
+
+
+def test_subtypes_describe_and_export_the_nih_clinical_table(nih_run: Path) -> None:
+    table1 = pd.read_csv(nih_run / "clustering" / "table1.csv")
+    assert {"age (years)", "sex"} <= set(table1["variable"])
+    exported = pd.read_csv(nih_run / "clustering" / "export" / "subtypes.csv")
+    assert {"age", "sex"} <= set(exported.columns) and exported["sex"].isin(["M", "F"]).all()
