@@ -92,13 +92,6 @@ def run_cohorts(cfg: CohortsConfig, *, out: Path) -> dict[str, Path]:
                              "views_filtered_out": view_dropped, "n_errors": len(errors),
                              "uncertain_policy": cfg.uncertain,
                              "source_notes": {k: r.notes for k, r in results.items() if r.notes}}
-    clinical = schema = None
-    parts = [(r.clinical, r.schema) for r in results.values() if r.clinical is not None]
-    if parts:
-        clinical, schema = combine(parts)
-        in_cohort = clinical["patient_id"].isin(manifest["patient_id"])
-        facts["clinical_rows_without_images"] = int((~in_cohort).sum())
-        clinical = clinical[in_cohort].reset_index(drop=True)
     sample = None
     if cfg.sampling is not None:
         s = cfg.sampling
@@ -112,6 +105,14 @@ def run_cohorts(cfg: CohortsConfig, *, out: Path) -> dict[str, Path]:
             manifest = manifest[kept].reset_index(drop=True)
         facts["sample"] = {"counts": result.counts, "shortfalls": result.shortfalls,
                            "too_small": sorted(k for k, c in result.counts.items() if c.get("too_small"))}
+    clinical = schema = None
+    parts = [(r.clinical, r.schema) for r in results.values() if r.clinical is not None]
+    if parts:
+        clinical, schema = combine(parts)
+        # after sampling: with manifest_sampled_only, patients none of whose images was sampled leave too
+        in_cohort = clinical["patient_id"].isin(manifest["patient_id"])
+        facts["clinical_rows_without_images"] = int((~in_cohort).sum())
+        clinical = clinical[in_cohort].reset_index(drop=True)
     written = {**write_cohort_folder(out, manifest, clinical=clinical, schema=schema, sample=sample), **written}
     if cfg.overview:
         written["overview"] = write_overview(manifest, clinical, out / "overview", facts=facts)
