@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 from core.parallel import idle_cores, map_with_state
 
@@ -62,6 +61,7 @@ def fit_gmm(x: np.ndarray, *, n_components: int, cfg: GmmConfig, seed: int) -> t
 
 
 _X: np.ndarray | None = None
+_POOL_MIN_POINTS = 5000      # fewer points: each EM fit takes well under the ~1 s a forkserver worker needs to start
 
 
 def _install(x: np.ndarray | None) -> None:
@@ -75,6 +75,26 @@ def _refit(job: tuple[np.ndarray, int, int, GmmConfig]) -> np.ndarray:
         return fit_gmm(_X[nodes], n_components=n_components, cfg=cfg, seed=seed)[0]
 
 
+def _fit_count(job: tuple[int, int, GmmConfig]) -> tuple[np.ndarray, dict[str, float | int | bool]]:
+    """One class count of the BIC search on ``_X``: (labels, its BIC table row)."""
+    k, seed, cfg = job
+    with threadpool_limits(limits=1, user_api="blas"):   # one BLAS thread per fit, whichever process runs it
+        labels, model = fit_gmm(_X, n_components=k, cfg=cfg, seed=seed)
+        fitted = fit_rows(len(_X), cfg, seed=seed)
+        xf = (_X if fitted is None else _X[fitted]).astype(np.float64)
+        return labels, {"n_components": k, "bic": float(model.bic(xf)),
+                        "log_likelihood": float(model.score(xf) * len(xf)), "converged": bool(model.converged_),
+                        "n_classes_used": int(len(np.unique(labels)))}
+
+
+def _workers(n_points: int, workers: int | None) -> int:
+    """Worker processes for fits on ``n_points``: the idle cores, unless the fits are so small (a demo cohort) that
+    starting a worker costs more than it saves."""
+    if workers is not None:
+        return workers
+    return idle_cores() if n_points >= _POOL_MIN_POINTS else 1
+
+
 def refit_many(x: np.ndarray, subsets: list[np.ndarray], seeds: list[int], *, n_components: int, cfg: GmmConfig,
                workers: int | None = None) -> list[np.ndarray]:
     """:func:`fit_gmm` labels of ``x[nodes]`` for each subset (stability refits), on worker processes (the idle
@@ -83,29 +103,32 @@ def refit_many(x: np.ndarray, subsets: list[np.ndarray], seeds: list[int], *, n_
     # never fork: scikit-learn's k-means initialisation runs OpenMP, whose thread pool deadlocks in a forked child
     # once the parent has used it (measured: both workers hung in GOMP_parallel)
     return map_with_state(_refit, jobs, install=_install, state=x,
-                          workers=workers if workers is not None else idle_cores(), start_method="forkserver",
+                          workers=_workers(min(len(x), cfg.max_fit_points), workers), start_method="forkserver",
                           desc="mixture stability")
 
 
-def choose_gmm(x: np.ndarray, cfg: GmmConfig, *, seed: int, progress: bool = True) -> GmmResult:
+def choose_gmm(x: np.ndarray, cfg: GmmConfig, *, seed: int, progress: bool = True,
+               workers: int | None = None) -> GmmResult:
     """Fit 1..``max_components`` classes on ``x`` ``(n, d)`` and keep the count with the lowest BIC (of the fitted
-    points: the subset beyond ``max_fit_points``)."""
+    points: the subset beyond ``max_fit_points``). The counts are fitted on worker processes (the idle cores by
+    default; one BLAS thread per fit, so the table and labels do not depend on how many)."""
     t0 = time.perf_counter()
-    rows, fits = [], {}
     top = min(cfg.max_components, max(1, x.shape[0] // 10))      # at least ~10 points per class
     fitted = fit_rows(len(x), cfg, seed=seed)
-    xf = (x if fitted is None else x[fitted]).astype(np.float64)
-    for k in tqdm(range(1, top + 1), desc="Gaussian mixture", disable=not progress, leave=False):
-        labels, model = fit_gmm(x, n_components=k, cfg=cfg, seed=seed)
-        fits[k] = labels
-        rows.append({"n_components": k, "bic": float(model.bic(xf)), "log_likelihood": float(model.score(xf) * len(xf)),
-                     "converged": bool(model.converged_), "n_classes_used": int(len(np.unique(labels)))})
+    # largest counts first: the longest fits start early, so the last worker is not left with the slowest one
+    jobs = [(k, seed, cfg) for k in range(top, 0, -1)]
+    # forkserver as for the refits: scikit-learn's k-means OpenMP pool deadlocks in a forked child
+    results = map_with_state(_fit_count, jobs, install=_install, state=x,
+                             workers=_workers(len(x) if fitted is None else len(fitted), workers),
+                             start_method="forkserver", desc="Gaussian mixture", progress=progress)
+    fits = {row["n_components"]: labels for labels, row in results}
+    rows = sorted((row for _, row in results), key=lambda r: r["n_components"])
     table = pd.DataFrame(rows)
     best = int(table.loc[table.bic.idxmin(), "n_components"])
     table["chosen"] = table.n_components == best
     reason = (f"lowest BIC ({table.bic.min():.1f}) over 1..{top} classes ({cfg.covariance_type} covariances, "
               f"{cfg.n_init} EM restarts each)"
-              + (f"; EM and BIC on a random {len(xf):,} of the {len(x):,} points (gmm.max_fit_points), every point "
+              + (f"; EM and BIC on a random {len(fitted):,} of the {len(x):,} points (gmm.max_fit_points), every point "
                  "then given its most probable class" if fitted is not None else "")
               + ("; one class: the mixture finds no structure" if best == 1 else ""))
     log.info("Gaussian mixture: %d classes (%s)", best, reason)

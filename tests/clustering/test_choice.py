@@ -54,6 +54,14 @@ def test_gmm_bic_recovers_planted_classes_and_finds_one_class_in_noise() -> None
     assert choose_gmm(noise, GmmConfig(max_components=6), seed=0, progress=False).n_components == 1
 
 
+def test_gmm_bic_table_and_labels_do_not_depend_on_the_worker_count() -> None:
+    x, _ = _planted()
+    one = choose_gmm(x, GmmConfig(max_components=4), seed=0, progress=False, workers=1)
+    two = choose_gmm(x, GmmConfig(max_components=4), seed=0, progress=False, workers=2)
+    pd.testing.assert_frame_equal(one.bic, two.bic)
+    np.testing.assert_array_equal(one.labels, two.labels)
+
+
 def test_noise_stage_reports_no_stable_subtypes(small_cohort, tmp_path) -> None:
     cohort, _ = small_cohort
     ids = pd.read_parquet(cohort / "clinical.parquet").patient_id.to_numpy()
