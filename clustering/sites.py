@@ -139,7 +139,7 @@ def site_auroc(x: np.ndarray, levels: pd.Series, groups: np.ndarray, *, folds: i
     one_row_each = pd.Series(go).is_unique          # patient-level units: grouping is a no-op, and scikit-learn's
     cv = (StratifiedKFold if one_row_each else StratifiedGroupKFold)(   # grouped splitter takes ~25 s at 100k
         n_splits=n_folds, shuffle=True, random_state=seed)
-    for train, test in cv.split(xo, y, go):
+    for train, test in cv.split(xo, y, None if one_row_each else go):   # StratifiedKFold warns about groups
         model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
         model.fit(xo[train], y[train])
         proba[np.ix_(test, model.classes_)] = model.predict_proba(xo[test])
