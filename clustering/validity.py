@@ -177,7 +177,8 @@ def selection_check(selection: dict[str, Any], comparisons: pd.DataFrame | None,
                 continue
             other = r.model_b if r.model_a == pick else r.model_a
             pick_auc, other_auc = (r.auroc_a, r.auroc_b) if r.model_a == pick else (r.auroc_b, r.auroc_a)
-            (worse if pick_auc < other_auc else better).append(f"{other} on {r.dataset}/{r.label}")
+            probe = f" ({r.probe} probe)" if hasattr(r, "probe") else ""     # one row per probe: say which
+            (worse if pick_auc < other_auc else better).append(f"{other} on {r.dataset}/{r.label}{probe}")
     else:
         better = [m for m, c in selection.get("candidates", {}).items()
                   if m != pick and not c.get("indistinguishable_from_best", True)]
