@@ -33,7 +33,10 @@ import dask.array as da
 import numpy as np
 import zarr
 
+from core.config import default_of
 from core.safeio import fault_point
+
+from .config import EmbeddersConfig
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +230,8 @@ def write_rows(group: zarr.Group, augmentation: str, start: int, values: np.ndar
 
 def write_store(path: str | Path, image_ids: np.ndarray, arrays: dict[str, dict[str, np.ndarray]], *,
                 manifest_sha256: str, done: dict[str, np.ndarray] | None = None,
-                attrs: dict[str, dict[str, Any]] | None = None, chunk_rows: int = 1024) -> Path:
+                attrs: dict[str, dict[str, Any]] | None = None,
+                chunk_rows: int = default_of(EmbeddersConfig, "chunk_rows")) -> Path:
     """Write embeddings computed elsewhere (a notebook, another tool, a test) as a store in one call.
 
     ``arrays[model][augmentation]`` holds one row per image of ``image_ids`` (``(n, ...)``); ``done[model]`` marks
