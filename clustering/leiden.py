@@ -13,7 +13,6 @@ from itertools import combinations
 import igraph as ig
 import numpy as np
 import scipy.sparse as sp
-from sklearn.metrics import adjusted_rand_score
 
 from .knn import KnnGraph
 
@@ -144,17 +143,49 @@ def merge_small(labels: np.ndarray, adj: sp.csr_matrix, *, min_size: int) -> np.
             return canonical(labels)
 
 
-def mean_pairwise_ari(parts: list[np.ndarray]) -> float:
-    """Mean ARI over all pairs of partitions (1.0 for a single partition)."""
-    pairs = list(combinations(range(len(parts)), 2))
-    if not pairs:
+def partition_ari(a: np.ndarray, b: np.ndarray) -> float:
+    """Adjusted Rand index of two partitions given as non-negative integer labels ``(n,)``: the value of
+    scikit-learn's ``adjusted_rand_score`` (the same integer pair counts and formula, so bit-identical), with the
+    contingency table from one ``bincount`` instead of two sorts (the sweep and the resamples compute ~300)."""
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    if a.shape != b.shape or a.ndim != 1 or (len(a) and min(a.min(), b.min()) < 0):
+        raise ValueError("partition_ari takes two 1-d arrays of non-negative integer labels of the same length")
+    n = len(a)
+    if n <= 1:
         return 1.0
-    return float(np.mean([adjusted_rand_score(parts[i], parts[j]) for i, j in pairs]))
+    width = int(b.max()) + 1
+    table = np.bincount(a * width + b, minlength=(int(a.max()) + 1) * width).reshape(-1, width)
+    rows, cols = table.sum(1), table.sum(0)
+    sum_squares = int((table ** 2).sum())
+    tp = sum_squares - n
+    fp = int(table.dot(cols).sum()) - sum_squares
+    fn = int(table.T.dot(rows).sum()) - sum_squares
+    tn = n * n - fp - fn - sum_squares
+    if fn == 0 and fp == 0:
+        return 1.0
+    return 2.0 * (tp * tn - fn * fp) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn))
 
 
-def medoid_partition(parts: list[np.ndarray]) -> np.ndarray:
-    """The partition with the highest mean ARI to the others (first one on ties)."""
+def pairwise_ari(parts: list[np.ndarray]) -> np.ndarray:
+    """Symmetric ``(m, m)`` matrix of :func:`partition_ari` between ``m`` partitions, ones on the diagonal."""
+    out = np.ones((len(parts), len(parts)))
+    for i, j in combinations(range(len(parts)), 2):
+        out[i, j] = out[j, i] = partition_ari(parts[i], parts[j])
+    return out
+
+
+def mean_pairwise_ari(parts: list[np.ndarray], ari: np.ndarray | None = None) -> float:
+    """Mean ARI over all pairs of partitions (1.0 for a single partition); ``ari``: their :func:`pairwise_ari`."""
+    if len(parts) < 2:
+        return 1.0
+    ari = pairwise_ari(parts) if ari is None else ari
+    return float(np.mean(ari[np.triu_indices(len(parts), 1)]))
+
+
+def medoid_partition(parts: list[np.ndarray], ari: np.ndarray | None = None) -> np.ndarray:
+    """The partition with the highest mean ARI to the others (first one on ties); ``ari``: their :func:`pairwise_ari`."""
     if len(parts) == 1:
         return parts[0]
-    scores = [np.mean([adjusted_rand_score(p, q) for j, q in enumerate(parts) if j != i]) for i, p in enumerate(parts)]
+    ari = pairwise_ari(parts) if ari is None else ari
+    scores = [np.mean(np.delete(ari[i], i)) for i in range(len(parts))]
     return parts[int(np.argmax(scores))]

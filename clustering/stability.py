@@ -21,12 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
-from sklearn.metrics import adjusted_rand_score
 
 from .config import KnnConfig, LeidenConfig, StabilityConfig
 from .knn import build_knn
-from .leiden import connectivities, merge_small, run_leiden, to_igraph
+from .leiden import connectivities, merge_small, partition_ari, run_leiden, to_igraph
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +48,8 @@ def membership_agreement(reference: np.ndarray, other: np.ndarray) -> np.ndarray
     _, ref = np.unique(reference, return_inverse=True)
     _, oth = np.unique(other, return_inverse=True)
     m = len(ref)
-    table = pd.crosstab(ref, oth).to_numpy().astype(float)
+    width = oth.max() + 1
+    table = np.bincount(ref * width + oth, minlength=(ref.max() + 1) * width).reshape(-1, width).astype(float)
     both = table[ref, oth] - 1.0                      # mates kept together, self excluded
     mates_ref = table.sum(1)[ref] - 1.0
     mates_oth = table.sum(0)[oth] - 1.0
@@ -92,7 +91,7 @@ def subsample_stability(labels: np.ndarray, *, cluster: ClusterBatch, cfg: Stabi
     conf_cnt = np.zeros(n)
     aris = []
     for idx, lab in zip(draws, cluster(draws, [seed + r for r in range(cfg.n_resamples)])):
-        aris.append(adjusted_rand_score(labels[idx], lab))
+        aris.append(partition_ari(labels[idx], lab))
         c = membership_agreement(labels[idx], lab)
         ok = ~np.isnan(c)
         conf_sum[idx[ok]] += c[ok]

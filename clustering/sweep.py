@@ -30,10 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.metrics import adjusted_rand_score
 
 from .config import KnnConfig, LeidenConfig
-from .leiden import mean_pairwise_ari, medoid_partition, merge_small, modularity, to_igraph
+from .leiden import mean_pairwise_ari, medoid_partition, merge_small, modularity, pairwise_ari, partition_ari, to_igraph
 from .leiden_runs import LeidenRunner, Run
 from .subgraphs import NeighbourPool, neighbour_pool
 
@@ -85,10 +84,11 @@ def sweep(adj: sp.csr_matrix, cfg: LeidenConfig, *, rep: np.ndarray, knn_cfg: Kn
     rows, consensus = [], {}
     for r in resolutions:
         parts = seeded[r]
-        med = merge_small(medoid_partition(parts), adj, min_size=cfg.min_cluster_size)
+        ari = pairwise_ari(parts)
+        med = merge_small(medoid_partition(parts, ari), adj, min_size=cfg.min_cluster_size)
         consensus[r] = med
-        seed_ari = mean_pairwise_ari(parts)
-        sub_ari = (float(np.mean([adjusted_rand_score(med[nodes], lab) for nodes, lab in zip(subsets, on_subsets[r])]))
+        seed_ari = mean_pairwise_ari(parts, ari)
+        sub_ari = (float(np.mean([partition_ari(med[nodes], lab) for nodes, lab in zip(subsets, on_subsets[r])]))
                    if subsets else float("nan"))
         sizes = np.bincount(med)
         rows.append({"resolution": r, "n_clusters": int(len(sizes)),

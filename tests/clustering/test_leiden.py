@@ -156,3 +156,29 @@ def test_nested_planted_classes_are_kept_apart() -> None:
     most_stable = res.sweep[res.sweep.n_clusters >= 2].sort_values("stability", ascending=False).iloc[0]
     assert most_stable.n_clusters == 2
     assert res.stable and res.labels.max() + 1 == 3 and adjusted_rand_score(truth, res.labels) > 0.8
+
+
+def test_partition_ari_equals_scikit_learn_exactly() -> None:
+    from sklearn.metrics import adjusted_rand_score
+
+    from clustering.leiden import medoid_partition, pairwise_ari, partition_ari
+
+    rng = np.random.default_rng(3)
+    cases = [(rng.integers(0, ka, n), rng.integers(0, kb, n)) for n, ka, kb in [(1000, 5, 7), (50, 1, 3), (200, 9, 2)]]
+    a = rng.integers(0, 6, 500)
+    cases += [(a, a), (a, (a + 1) % 6), (np.zeros(10, int), np.zeros(10, int)), (np.array([0]), np.array([4])),
+              (np.array([0, 0, 2]), np.array([3, 1, 1]))]          # label values with gaps
+    for p, q in cases:
+        assert partition_ari(p, q) == adjusted_rand_score(p, q)
+        assert partition_ari(q, p) == partition_ari(p, q)
+    parts = [rng.integers(0, 4, 300) for _ in range(5)]
+    m = pairwise_ari(parts)
+    assert m[1, 3] == adjusted_rand_score(parts[1], parts[3]) and np.all(np.diag(m) == 1.0)
+    means = [np.mean([adjusted_rand_score(p, q) for j, q in enumerate(parts) if j != i]) for i, p in enumerate(parts)]
+    assert medoid_partition(parts) is parts[int(np.argmax(means))]
+    try:
+        partition_ari(np.array([0, -1]), np.array([0, 1]))
+    except ValueError as e:
+        assert "non-negative" in str(e)
+    else:
+        raise AssertionError("negative labels must be refused")
