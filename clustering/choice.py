@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from sklearn.metrics import adjusted_rand_score
 
 from .config import ClusteringConfig
-from .gmm import GmmResult, choose_gmm, fit_gmm, refit_many
+from .gmm import GmmResult, choose_gmm, fit_gmm, refit_many, warm_workers
 from .leiden_runs import LeidenRunner, Run
 from .stability import ClusterBatch, StabilityResult, recluster, subsample_stability
 from .subgraphs import neighbour_pool
@@ -90,6 +90,8 @@ def choose(rep: np.ndarray, adj: sp.csr_matrix, cfg: ClusteringConfig) -> Choice
 
     One wide neighbour search (:func:`clustering.subgraphs.neighbour_pool`) serves the sweep's subsamples and
     the stability resamples."""
+    if cfg.gmm.enabled:
+        warm_workers(len(rep), cfg.gmm)
     fraction = min(cfg.leiden.subsample_fraction, cfg.stability.fraction)
     pool = neighbour_pool(rep, cfg.knn, fraction=fraction, seed=cfg.seed)
     leiden = sweep(adj, cfg.leiden, rep=rep, knn_cfg=cfg.knn, seed=cfg.seed, pool=pool)

@@ -22,7 +22,7 @@ import pandas as pd
 from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
-from core.parallel import idle_cores, map_with_state
+from core.parallel import idle_cores, map_with_state, start_forkserver
 
 from .config import GmmConfig
 from .leiden import canonical
@@ -93,6 +93,13 @@ def _workers(n_points: int, workers: int | None) -> int:
     if workers is not None:
         return workers
     return idle_cores() if n_points >= _POOL_MIN_POINTS else 1
+
+
+def warm_workers(n_points: int, cfg: GmmConfig) -> None:
+    """When the fits on ``n_points`` will run on worker processes, start their forkserver now with this module
+    imported there, so those imports overlap the work before the mixture instead of delaying its first fit."""
+    if min(n_points, cfg.max_fit_points) >= _POOL_MIN_POINTS:
+        start_forkserver(__name__)
 
 
 def refit_many(x: np.ndarray, subsets: list[np.ndarray], seeds: list[int], *, n_components: int, cfg: GmmConfig,
