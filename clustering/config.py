@@ -97,6 +97,9 @@ class SitesConfig(StrictModel):
         "per-patient site columns (manifest or clinical); null = those of dataset, site, view, sex that exist"))
     min_patients: int = Field(50, ge=10, description="a site is clustered alone (replication) from this many patients")
     cv_folds: int = Field(5, ge=2, description="patient-grouped folds of the site classifier on the latent")
+    loo_max_queries: int = Field(5000, ge=100, description=(
+        "leave-one-site-out kNN vote: at most this many units of each level are predicted (seeded sample; exact search "
+        "against every other level's unit, so the cost is queries x units)"))
 
 
 class ValidityConfig(StrictModel):

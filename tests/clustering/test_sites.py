@@ -66,3 +66,18 @@ def test_many_levels_fold_into_other() -> None:
     short = top_levels(comp, keep=7)
     assert short.shape == (2, 8) and short.sum(1).tolist() == comp.sum(1).tolist()
     assert short.columns[-1] == "other (13 levels)" and list(short.columns[:2]) == ["l19", "l18"]
+
+
+def test_leave_one_out_predicts_a_seeded_sample_of_large_levels() -> None:
+    from clustering.sites import leave_one_out
+
+    rng = np.random.default_rng(1)
+    truth = rng.choice(3, 600)
+    x = (rng.normal(size=(3, 8))[truth] * 3 + rng.normal(size=(600, 8))).astype(np.float32)
+    levels = pd.Series(np.where(np.arange(600) < 500, "big", "small"))
+    rows = {r["level"]: r for r in leave_one_out(x, truth, levels, k=15, max_queries=120, seed=0)}
+    assert (rows["big"]["n"], rows["big"]["n_predicted"]) == (500, 120)
+    assert (rows["small"]["n"], rows["small"]["n_predicted"]) == (100, 100)
+    assert rows["big"]["accuracy"] > 0.95
+    again = {r["level"]: r for r in leave_one_out(x, truth, levels, k=15, max_queries=120, seed=0)}
+    assert again == rows
