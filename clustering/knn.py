@@ -113,7 +113,9 @@ def _ordered_map(fn: Callable[[int], T], items: Iterable[int]) -> Iterator[T]:
     floating point result for any number of threads.
     """
     workers = _threads()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    # each pool thread sets its own kernel threads: OpenMP's thread count is per thread, and a new thread
+    # starts from OMP_NUM_THREADS (the cores), so without this each block ran multi-threaded
+    with ThreadPoolExecutor(max_workers=workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
         pending: deque = deque()
         for item in items:
             pending.append(pool.submit(fn, item))
