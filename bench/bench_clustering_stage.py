@@ -178,7 +178,7 @@ def run_scanpy(cohort: Path, latents: Path, resolution: float, *, sample: bool =
         sc.pp.neighbors(sub, n_neighbors=cfg.knn.k + 1, metric="cosine", use_rep="X", random_state=seed)
         return sub
 
-    # sample: run the first of each repeated call only, and count it `scale` times
+    # sample: run the first of each repeated call only; its seconds count for all of its kind (x count / 1)
     n_seeds, n_subs, n_res = (1, 1, 1) if sample else (lc.n_seeds, lc.n_subsamples, cfg.stability.n_resamples)
     t = time.perf_counter()
     size = int(round(lc.subsample_fraction * n))
