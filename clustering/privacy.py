@@ -96,6 +96,10 @@ def identifying_values(col: pd.Series) -> tuple[str, int] | None:
         x = pd.to_numeric(values, errors="coerce").astype(float).to_numpy()
         hit = np.flatnonzero(np.isfinite(x) & (np.abs(x) >= LONG_INTEGER) & (x == np.round(x)))
         return ("a long digit id (record or accession number)", int(hit[0])) if hit.size else None
+    try:            # each distinct value once, at its first row (a 1M-row category column has a handful)
+        values = values.drop_duplicates()
+    except TypeError:                                   # unhashable values (lists, arrays): every row
+        pass
     for pos, value in values.items():
         if value is None or (not isinstance(value, (list, dict, np.ndarray)) and pd.isna(value)):
             continue
@@ -194,15 +198,16 @@ class Pseudonymizer:
         ids = [str(i) for i in ids]
         if self.raw:
             return np.asarray(ids, dtype=object)
-        out = [prefix + hmac.new(self._key, i.encode(), hashlib.sha256).hexdigest()[:16] for i in ids]
-        if len(set(out)) != len(set(ids)):
+        codes, distinct = pd.factorize(np.asarray(ids, dtype=object))     # each distinct id hashed once
+        out = [prefix + hmac.new(self._key, i.encode(), hashlib.sha256).hexdigest()[:16] for i in distinct]
+        if len(set(out)) != len(distinct):
             raise ExportError("two ids got the same pseudonym (64-bit hash collision); set export.id_key to a new key file")
-        return np.asarray(out, dtype=object)
+        return np.asarray(out, dtype=object)[codes]
 
 
 def write_id_map(ids: Iterable[object], pseudonyms: Iterable[object], path: Path) -> Path:
     """Local re-identification table ``pseudonym, id`` (kept outside the export; merged with earlier rows)."""
-    new = pd.DataFrame({"pseudonym": list(pseudonyms), "id": [str(i) for i in ids]})
+    new = pd.DataFrame({"pseudonym": list(pseudonyms), "id": [str(i) for i in ids]}).drop_duplicates("pseudonym")
     if path.is_file():
         new = pd.concat([pd.read_csv(path, dtype=str), new], ignore_index=True).drop_duplicates("pseudonym", keep="last")
     return write_csv(new.sort_values("pseudonym"), path)
