@@ -14,7 +14,7 @@ import pandas as pd
 from dask.distributed import as_completed
 from tqdm.auto import tqdm
 
-from embedders.distributed import start_client
+from core.parallel import start_client
 
 from .config import BenchmarksConfig
 from .crossval import Task, cross_validate

@@ -4,6 +4,14 @@ CLI::
 
     python -m clustering.run --config FILE --cohort COHORT_DIR --latents FUSION_DIR/latents.zarr --out DIR
     python -m clustering.run --config FILE --cohort COHORT_DIR --store STORE.zarr --model NAME [--pooling mean] --out DIR
+    python -m clustering.run ... --workers 8            # the Leiden runs and mixture fits on a Dask LocalCluster
+    python -m clustering.run ... --scheduler tcp://10.0.0.5:8786     # ... or on a running cluster (e.g. SLURM)
+
+The stage's repeated work -- about 90 Leiden runs (sweep seeds and subsamples, stability resamples) and 28
+Gaussian-mixture fits at the defaults -- runs on worker processes of this machine (its idle cores) or, with
+``--workers``/``--scheduler``, as Dask tasks (:func:`core.parallel.on_dask`; dask-jobqueue for SLURM as in
+:mod:`embedders.distributed`; every worker needs the repository). Each run is seeded, so the labels are the
+same either way. The kNN search, UMAP and the rest run in this process.
 
 Python: :func:`run_clustering` computes and writes every output. To compute without writing, use
 :func:`clustering.compute.compute_clustering`: it returns a :class:`clustering.result.ClusteringResult`
@@ -23,6 +31,7 @@ import pandas as pd
 
 from benchmarks.config import Pooling
 from core import cli
+from core.parallel import on_dask
 from core.provenance import write_run_record
 from core.safeio import check_output_dir, locked_output, relative_path, write_csv, write_json
 
@@ -45,11 +54,12 @@ log = logging.getLogger(__name__)
 
 def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None = None, store: Path | None = None,
                    model: str | None = None, pooling: Pooling = "mean", benchmark: Path | None = None,
-                   out: Path) -> dict[str, Path]:
+                   out: Path, workers: int = 0, scheduler: str | None = None) -> dict[str, Path]:
     """Run the whole clustering stage into ``out``; returns the written outputs by name.
 
     ``pooling``: how multi-token store embeddings become one vector (the benchmark's ``selection.json`` choice).
     ``benchmark`` (BENCH_DIR, optional) lets the validity panel judge the model selection.
+    ``workers`` / ``scheduler``: run the Leiden runs and mixture fits on Dask (module doc); the same labels.
     """
     t0 = time.perf_counter()
     out = check_output_dir(Path(out), what="clustering output folder")
@@ -59,7 +69,8 @@ def run_clustering(cfg: ClusteringConfig, *, cohort: Path, latents: Path | None 
     plan = plan_export(pts.units, cfg, coh.schema, out=out, source=described)  # before the long work
     if plan.withheld:
         log.warning("withheld from tables and figures (identifying): %s", sorted(plan.withheld))
-    res = cluster(cfg, coh, pts, shown=plan.summary, withheld=plan.withheld, latents=latents, benchmark=benchmark)
+    with on_dask(workers=workers, scheduler=scheduler):
+        res = cluster(cfg, coh, pts, shown=plan.summary, withheld=plan.withheld, latents=latents, benchmark=benchmark)
 
     figs = draw_figures(res, out / "figures")
     _write_tables(res, plan, out)
@@ -164,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="multi-token store embeddings: mean over tokens, flatten or cls (token 0)")
     ap.add_argument("--benchmark", type=Path, help="BENCH_DIR (optional): the validity panel judges its model selection")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--workers", type=int, default=0,
+                    help="run the Leiden runs and mixture fits on a Dask LocalCluster of N processes")
+    ap.add_argument("--scheduler", help="... or on the running Dask cluster at this address (e.g. SLURM)")
     return cli.run(ap, _main, argv)
 
 
@@ -171,7 +185,8 @@ def _main(args: argparse.Namespace) -> int:
     cfg = load_clustering_config(args.config)
     with locked_output(args.out):
         paths = run_clustering(cfg, cohort=args.cohort, latents=args.latents, store=args.store, model=args.model,
-                               pooling=args.pooling, benchmark=args.benchmark, out=args.out)
+                               pooling=args.pooling, benchmark=args.benchmark, out=args.out, workers=args.workers,
+                               scheduler=args.scheduler)
     metrics = json.loads(paths["metrics"].read_text())
     print(f"{metrics['n']} {metrics['unit']}s -> {metrics['leiden']['n_subtypes']} subtypes "
           f"(resolution {metrics['leiden']['resolution']}); report: {paths['report']}")

@@ -1,5 +1,11 @@
 """How this process starts worker processes (DataLoader decode workers, the demo generator's pool, Leiden runs) and
-how many it may use, and a process map over shared module state."""
+how many it may use, a process map over shared module state, and the Dask cluster that map can run on instead.
+
+``with on_dask(workers=N)`` (a LocalCluster of N single-threaded processes) or ``with on_dask(scheduler=ADDRESS)``
+(a running cluster, e.g. dask-jobqueue's ``SLURMCluster``; see :mod:`embedders.distributed`) makes every
+:func:`map_with_state` inside the block run its items as Dask tasks: the state is scattered to the workers once
+and installed once per worker, and the results come back in item order, so they equal the local run's.
+"""
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -7,18 +13,53 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from multiprocessing import forkserver
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from dask.distributed import Client, LocalCluster
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 _MEASURED: tuple[float, float, int] | None = None    # (when, window, idle cores) of the last measurement
 _REUSE_SECONDS = 1.0
+_CLIENT: Client | None = None                        # set inside ``on_dask``
+_INSTALLED: dict[str, Any] = {}                      # on a Dask worker: the state each install function holds now
+
+
+def start_client(*, workers: int, scheduler: str | None) -> tuple[Client, LocalCluster | None]:
+    """A Dask client on ``scheduler`` or on a new LocalCluster of ``workers`` single-threaded processes."""
+    from dask.distributed import Client, LocalCluster  # imported only when used (slow to import)
+
+    if scheduler:
+        return Client(scheduler), None
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    return Client(cluster), cluster
+
+
+@contextmanager
+def on_dask(*, workers: int = 0, scheduler: str | None = None) -> Iterator[Client | None]:
+    """Run every :func:`map_with_state` in the block on Dask (module doc); a no-op without ``workers`` or
+    ``scheduler``. Yields the client (None for the no-op)."""
+    global _CLIENT
+    if not workers and not scheduler:
+        yield None
+        return
+    client, cluster = start_client(workers=workers, scheduler=scheduler)
+    _CLIENT = client
+    try:
+        yield client
+    finally:
+        _CLIENT = None
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def worker_context() -> str | None:
@@ -36,8 +77,11 @@ def map_with_state(fn: Callable[[T], R], items: Iterable[T], *, install: Callabl
     state once. Results do not depend on the worker count as long as ``fn`` depends only on its item and the state.
 
     ``start_method`` is the caller's choice: "fork" is cheapest, but a forked child deadlocks in an OpenMP pool its
-    parent used (scikit-learn's k-means) or in JAX's threads, where "forkserver" is needed."""
+    parent used (scikit-learn's k-means) or in JAX's threads, where "forkserver" is needed. Inside
+    :func:`on_dask` the items run as Dask tasks instead, ``workers`` and ``start_method`` unused."""
     items = list(items)
+    if _CLIENT is not None and items:
+        return _map_on_dask(_CLIENT, fn, items, install=install, state=state, desc=desc, progress=progress)
     workers = min(workers, len(items))
     bar = tqdm(total=len(items), desc=desc, disable=not progress, leave=False)
     out: list[R] = []
@@ -60,6 +104,44 @@ def map_with_state(fn: Callable[[T], R], items: Iterable[T], *, install: Callabl
             bar.update()
     bar.close()
     return out
+
+
+def _map_on_dask(client: Client, fn: Callable[[T], R], items: list[T], *, install: Callable[[Any], None],
+                 state: Any, desc: str, progress: bool) -> list[R]:
+    """:func:`map_with_state` on ``client``'s workers: the state scattered once, installed once per worker, results
+    in item order; each worker drops the state again at the end."""
+    from dask.distributed import as_completed
+
+    [shared] = client.scatter([state], broadcast=True, hash=False)    # one future, also when the state is a list
+    try:
+        futures = [client.submit(_with_state, fn, install, shared, item, pure=False) for item in items]
+        for _ in tqdm(as_completed(futures), total=len(futures), desc=f"{desc} (dask)", disable=not progress,
+                      leave=False):
+            pass
+        return client.gather(futures)
+    finally:
+        client.run(_uninstall, install)
+        client.cancel(shared)
+
+
+def _install_key(install: Callable[[Any], None]) -> str:
+    return f"{install.__module__}.{install.__qualname__}"
+
+
+def _with_state(fn: Callable[[T], R], install: Callable[[Any], None], state: Any, item: T) -> R:
+    """On a Dask worker: ``fn(item)`` with ``state`` installed, installing it only when it is not in place yet (a
+    worker gets the same scattered object for every task, so the state's caches survive between its tasks)."""
+    key = _install_key(install)
+    if key not in _INSTALLED or _INSTALLED[key] is not state:
+        install(state)
+        _INSTALLED[key] = state
+    return fn(item)
+
+
+def _uninstall(install: Callable[[Any], None]) -> None:
+    """On a Dask worker: drop the state ``install`` put in place (``client.run`` calls it on every worker)."""
+    if _INSTALLED.pop(_install_key(install), None) is not None:
+        install(None)
 
 
 def preload_worker_modules(ctx: mp.context.BaseContext, *functions: Callable[..., Any]) -> None:

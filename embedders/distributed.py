@@ -30,21 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 import zarr
-from dask.distributed import Client, LocalCluster, as_completed
+from dask.distributed import Client, as_completed
 
 from .base import Embedder, get_embedder
 from .errors import ErrorRow
 from .extract import extract_chunks
 
 log = logging.getLogger(__name__)
-
-
-def start_client(*, workers: int, scheduler: str | None) -> tuple[Client, LocalCluster | None]:
-    """A client on ``scheduler`` or on a new LocalCluster of ``workers`` single-threaded processes."""
-    if scheduler:
-        return Client(scheduler), None
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-    return Client(cluster), cluster
 
 
 @functools.lru_cache(maxsize=4)

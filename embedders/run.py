@@ -30,6 +30,7 @@ import zarr
 
 from core import cli
 from core.config import ConfigError
+from core.parallel import start_client
 from core.provenance import library_versions, now_iso, sha256_file, write_run_record
 from core.safeio import check_output_dir, locked_output, relative_path
 
@@ -122,7 +123,6 @@ def run_embedders(cfg: EmbeddersConfig, *, manifest: Path, store: Path, out: Pat
     summary: dict[str, dict[str, Any]] = {}
     client = cluster = None
     if cfg.models and (cfg.workers or cfg.scheduler):
-        from .distributed import start_client  # imported only when used (dask.distributed is slow to import)
         client, cluster = start_client(workers=cfg.workers, scheduler=cfg.scheduler)
     try:
         for spec in cfg.models:

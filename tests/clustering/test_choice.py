@@ -12,6 +12,7 @@ from clustering.config import ClusteringConfig, GmmConfig, StabilityConfig
 from clustering.gmm import choose_gmm
 from clustering.run import run_clustering
 from clustering.stability import membership_agreement, subsample_stability
+from core.parallel import on_dask
 from fusion.latents import write_latents
 
 
@@ -54,12 +55,15 @@ def test_gmm_bic_recovers_planted_classes_and_finds_one_class_in_noise() -> None
     assert choose_gmm(noise, GmmConfig(max_components=6), seed=0, progress=False).n_components == 1
 
 
-def test_gmm_bic_table_and_labels_do_not_depend_on_the_worker_count() -> None:
+def test_gmm_bic_table_and_labels_do_not_depend_on_the_worker_count_or_dask() -> None:
     x, _ = _planted()
     one = choose_gmm(x, GmmConfig(max_components=4), seed=0, progress=False, workers=1)
     two = choose_gmm(x, GmmConfig(max_components=4), seed=0, progress=False, workers=2)
-    pd.testing.assert_frame_equal(one.bic, two.bic)
-    np.testing.assert_array_equal(one.labels, two.labels)
+    with on_dask(workers=2):
+        dask = choose_gmm(x, GmmConfig(max_components=4), seed=0, progress=False)
+    for other in (two, dask):
+        pd.testing.assert_frame_equal(one.bic, other.bic)
+        np.testing.assert_array_equal(one.labels, other.labels)
 
 
 def test_noise_stage_reports_no_stable_subtypes(small_cohort, tmp_path) -> None:

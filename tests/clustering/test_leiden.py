@@ -12,6 +12,7 @@ from clustering.config import KnnConfig, LeidenConfig
 from clustering.knn import build_knn
 from clustering.leiden import canonical, connectivities, run_leiden, to_igraph
 from clustering.sweep import choose_resolution, sweep
+from core.parallel import on_dask
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -129,15 +130,18 @@ def test_subset_graphs_are_rebuilt_not_induced() -> None:
     np.testing.assert_array_equal(np.sort(sub.indices, 1), np.sort(rebuilt.indices, 1))
 
 
-def test_sweep_labels_do_not_depend_on_the_worker_count() -> None:
+def test_sweep_labels_do_not_depend_on_the_worker_count_or_dask() -> None:
     rng = np.random.default_rng(4)
     x = (rng.normal(size=(4, 10))[rng.integers(0, 4, 600)] * 1.5 + rng.normal(size=(600, 10))).astype(np.float32)
     knn = build_knn(x, KnnConfig(), seed=0, progress=False)
     cfg = LeidenConfig(resolutions=[0.2, 1.0], n_seeds=2, n_subsamples=2)
     one, two = (sweep(connectivities(knn), cfg, rep=knn.rep, knn_cfg=KnnConfig(), seed=0, progress=False, workers=w)
                 for w in (1, 2))
-    pd.testing.assert_frame_equal(one.sweep, two.sweep)
-    np.testing.assert_array_equal(one.labels, two.labels)
+    with on_dask(workers=2):                                      # the runs as Dask tasks (clustering.run --workers)
+        dask = sweep(connectivities(knn), cfg, rep=knn.rep, knn_cfg=KnnConfig(), seed=0, progress=False)
+    for other in (two, dask):
+        pd.testing.assert_frame_equal(one.sweep, other.sweep)
+        np.testing.assert_array_equal(one.labels, other.labels)
 
 
 def test_nested_planted_classes_are_kept_apart() -> None:
