@@ -140,7 +140,9 @@ def _with_state(fn: Callable[[T], R], install: Callable[[Any], None], state: Any
 
 def _uninstall(install: Callable[[Any], None]) -> None:
     """On a Dask worker: drop the state ``install`` put in place (``client.run`` calls it on every worker)."""
-    if _INSTALLED.pop(_install_key(install), None) is not None:
+    key = _install_key(install)
+    if key in _INSTALLED:
+        del _INSTALLED[key]
         install(None)
 
 
