@@ -14,7 +14,7 @@ import pandas as pd
 from dask.distributed import as_completed
 from tqdm.auto import tqdm
 
-from core.parallel import start_client
+from core.parallel import dask_client
 
 from .config import BenchmarksConfig
 from .crossval import Task, cross_validate
@@ -31,8 +31,7 @@ def run_grid(jobs: list[Job], *, cfg: BenchmarksConfig, workers: int = 0, schedu
     if not workers and not scheduler:
         return [cross_validate(task, feat, probe, cfg=cfg)
                 for task, feat, probe in tqdm(jobs, desc="benchmark", unit="fit-set", disable=not progress)]
-    client, cluster = start_client(workers=workers, scheduler=scheduler)
-    try:
+    with dask_client(workers=workers, scheduler=scheduler) as client:
         log.info("benchmark grid: %d fit-sets on Dask (%s)", len(jobs), client.dashboard_link or client.scheduler.address)
         shared = {}
         for obj in [t for t, _, _ in jobs] + [f for _, f, _ in jobs]:
@@ -44,7 +43,3 @@ def run_grid(jobs: list[Job], *, cfg: BenchmarksConfig, workers: int = 0, schedu
                       disable=not progress):
             pass
         return client.gather(futures)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -33,14 +33,24 @@ _CLIENT: Client | None = None                        # set inside ``on_dask``
 _INSTALLED: dict[str, Any] = {}                      # on a Dask worker: the state each install function holds now
 
 
-def start_client(*, workers: int, scheduler: str | None) -> tuple[Client, LocalCluster | None]:
-    """A Dask client on ``scheduler`` or on a new LocalCluster of ``workers`` single-threaded processes."""
+@contextmanager
+def dask_client(*, workers: int = 0, scheduler: str | None = None) -> Iterator[Client | None]:
+    """A Dask client on ``scheduler`` or on a new LocalCluster of ``workers`` single-threaded processes, closed
+    (with the LocalCluster) when the block ends; None without ``workers`` or ``scheduler``."""
+    if not workers and not scheduler:
+        yield None
+        return
     from dask.distributed import Client, LocalCluster  # imported only when used (slow to import)
 
-    if scheduler:
-        return Client(scheduler), None
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-    return Client(cluster), cluster
+    cluster = (None if scheduler else
+               LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None))
+    client = Client(scheduler or cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 @contextmanager
@@ -48,18 +58,12 @@ def on_dask(*, workers: int = 0, scheduler: str | None = None) -> Iterator[Clien
     """Run every :func:`map_with_state` in the block on Dask (module doc); a no-op without ``workers`` or
     ``scheduler``. Yields the client (None for the no-op)."""
     global _CLIENT
-    if not workers and not scheduler:
-        yield None
-        return
-    client, cluster = start_client(workers=workers, scheduler=scheduler)
-    _CLIENT = client
-    try:
-        yield client
-    finally:
-        _CLIENT = None
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    with dask_client(workers=workers, scheduler=scheduler) as client:
+        _CLIENT = client
+        try:
+            yield client
+        finally:
+            _CLIENT = None
 
 
 def worker_context() -> str | None:

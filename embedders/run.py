@@ -30,7 +30,7 @@ import zarr
 
 from core import cli
 from core.config import ConfigError
-from core.parallel import start_client
+from core.parallel import dask_client
 from core.provenance import library_versions, now_iso, sha256_file, write_run_record
 from core.safeio import check_output_dir, locked_output, relative_path
 
@@ -121,25 +121,19 @@ def run_embedders(cfg: EmbeddersConfig, *, manifest: Path, store: Path, out: Pat
     created = not store.exists()
     root = open_store_for_writing(store, image_ids=ids, manifest_sha256=manifest_sha, overwrite=cfg.overwrite)
     summary: dict[str, dict[str, Any]] = {}
-    client = cluster = None
-    if cfg.models and (cfg.workers or cfg.scheduler):
-        client, cluster = start_client(workers=cfg.workers, scheduler=cfg.scheduler)
     try:
-        for spec in cfg.models:
-            t0 = time.perf_counter()
-            counts = _extract_model(spec, cfg, root=root, store=store, manifest_sha=manifest_sha, ids=ids,
-                                    paths=paths, client=client)
-            summary[spec.name] = {**counts, "seconds": round(time.perf_counter() - t0, 2)}
+        with dask_client(workers=cfg.workers if cfg.models else 0, scheduler=cfg.scheduler if cfg.models else None
+                         ) as client:
+            for spec in cfg.models:
+                t0 = time.perf_counter()
+                counts = _extract_model(spec, cfg, root=root, store=store, manifest_sha=manifest_sha, ids=ids,
+                                        paths=paths, client=client)
+                summary[spec.name] = {**counts, "seconds": round(time.perf_counter() - t0, 2)}
     except Exception:
         if created and not summary:     # e.g. missing weights: no stub store left behind (a kill still resumes)
             shutil.rmtree(store, ignore_errors=True)
             errors_path(store).unlink(missing_ok=True)
         raise
-    finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
     for pre in cfg.precomputed:
         summary[pre.name] = import_precomputed(pre, root=root, manifest=df, manifest_sha256=manifest_sha,
                                                chunk_rows=cfg.chunk_rows, overwrite=cfg.overwrite,
