@@ -26,12 +26,17 @@ demo: env
 
 run: demo
 
+# test files run on TEST_WORKERS processes (pytest-xdist; each file's tests stay on one worker, so a file's
+# shared fixtures are built once); TEST_WORKERS=0 runs them in this process
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
 test: env
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 # the suite without the end-to-end runs marked slow (minutes each)
 test-fast: env
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # ruff with the rules in pyproject.toml ([tool.ruff.lint]); CI requires zero findings
 lint: env

@@ -49,7 +49,7 @@ def confounders(cohort: Path, image_ids: np.ndarray) -> tuple[pd.DataFrame, str]
     def column(name: str) -> pd.Series:
         values = manifest[name] if name in manifest else pd.Series(np.nan, index=manifest.index, dtype=object)
         if clinical is not None and name in clinical:
-            values = values.fillna(manifest["patient_id"].map(clinical[name]))
+            values = values.where(values.notna(), manifest["patient_id"].map(clinical[name]))   # no dtype guessing
         return values
 
     def flag(values: pd.Series, one: list[str], zero: list[str]) -> np.ndarray:

@@ -114,3 +114,10 @@ def browse():
             proc.wait()
 
     return open_page
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files marked slow (end-to-end runs of minutes) first, the rest in their usual order: with ``make test``'s
+    worker processes (pytest-xdist, one file per worker at a time) the long files then start at once instead of
+    finishing last on one worker while the other idles."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

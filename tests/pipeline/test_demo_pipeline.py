@@ -96,8 +96,8 @@ def test_every_output_exists_and_parses(demo_run: dict) -> None:
     subtypes = pd.read_csv(out / "clustering" / "subtypes.csv")
     assert len(subtypes) == N_PATIENTS and subtypes["patient_id"].is_unique
     assert set(subtypes.columns) >= {"patient_id", "subtype", "confidence", "umap_1", "umap_2"}
-    pd.testing.assert_frame_equal(pd.read_parquet(out / "clustering" / "subtypes.parquet").reset_index(drop=True),
-                                  subtypes, check_dtype=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "clustering" / "subtypes.parquet").reset_index(drop=True)
+                                  .convert_dtypes(), subtypes.convert_dtypes(), check_dtype=False)   # <NA> both
     for name in ("data_dictionary.csv", "table1.csv", "provenance.json", "report.html", "atlas/atlas.parquet"):
         assert (out / "clustering" / name).is_file(), name
     page = demo_run["report"].read_text()
